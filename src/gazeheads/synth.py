@@ -97,9 +97,14 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[flo
     raise ValueError(shape)
 
 
-def draw_object(draw: ImageDraw.ImageDraw, shape: str, colour: str, cx: float, cy: float, r: float) -> None:
-    """Draw one object of radius `r` (half its extent) centred at (cx, cy)."""
-    fill = COLOURS[colour]
+def draw_object(
+    draw: ImageDraw.ImageDraw, shape: str, colour: str | int, cx: float, cy: float, r: float
+) -> None:
+    """Draw one object of radius `r` (half its extent) centred at (cx, cy).
+
+    `colour` is a name from COLOURS, or an ink value as such (e.g. 255 on an "L" mask).
+    """
+    fill = COLOURS[colour] if isinstance(colour, str) else colour
     box = [cx - r, cy - r, cx + r, cy + r]
     if shape == "circle":
         draw.ellipse(box, fill=fill)
@@ -240,7 +245,7 @@ def make_scene(seed: Seed, size: int = SCENE_SIZE) -> tuple[Image.Image, list[Sc
     objects = []
     for (cx, cy, r), colour, shape in zip(placed, colours, shapes):
         mask = Image.new("L", (size, size), 0)
-        draw_object(ImageDraw.Draw(mask), shape, "red", cx, cy, r)  # any colour: drawn on L as its luma
+        draw_object(ImageDraw.Draw(mask), shape, 255, cx, cy, r)
         bbox = mask.getbbox()
         if bbox is None:
             continue

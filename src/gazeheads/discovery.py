@@ -1,0 +1,190 @@
+"""Discovery: the gaze score of every head, from forward passes over comic strips.
+
+For each strip and each panel k the model reads the panel question (prompts.discovery_question)
+with no generation. For every layer and head we take the post-softmax attention of the last
+prompt token and sum it over each panel's image tokens (raw mass, not renormalised). This
+gives a (queried panel x attended panel) matrix per head; averaged over strips, the mean of
+its diagonal is the head's gaze score.
+
+The N questions of a strip share the image prefix, so by default the prefix runs once and
+the N question suffixes run as one batch on a copy of its KV cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import hook, prompts
+from .data.strips import Strip
+from .errors import DataError, RegionError
+from .model import Encoded, GazeModel
+from .ranking import Ranking
+from .regions import Panel
+
+
+class _PanelMassRecorder:
+    """Capture callback: per layer, the attended-panel masses of each query row."""
+
+    def __init__(self, membership: torch.Tensor, n_layers: int) -> None:
+        self.membership = membership  # (panels, prefix keys) float
+        self.masses: list[torch.Tensor | None] = [None] * n_layers
+
+    def __call__(self, layer: int, probs: torch.Tensor, value: torch.Tensor) -> None:
+        keys = self.membership.shape[1]
+        membership = self.membership.to(probs.device)
+        self.masses[layer] = torch.einsum("bhk,pk->hbp", probs[..., :keys], membership).cpu()
+
+    def matrices(self) -> np.ndarray:
+        """(layers, heads, queried panel, attended panel)."""
+        return torch.stack(self.masses).numpy()  # type: ignore[arg-type]
+
+
+def _panel_membership(encoded: Encoded, n_panels: int, n_keys: int) -> torch.Tensor:
+    geometry = encoded.geometries[0]
+    membership = torch.zeros(n_panels, n_keys)
+    for k in range(n_panels):
+        membership[k, geometry.positions_of(Panel(k + 1)).cpu()] = 1.0
+    return membership
+
+
+def _check_strip(strip: Strip) -> None:
+    if strip.n_panels < 1:
+        raise DataError(f"Strip {strip.comic_id!r} has no panels.", "Give strips with panel layouts.")
+
+
+def strip_matrices_per_question(gm: GazeModel, strip: Strip) -> np.ndarray:
+    """Reference path: one full forward per panel question. Returns (layers, heads, N, N)."""
+    _check_strip(strip)
+    n = strip.n_panels
+    shape = gm.shape
+    out = np.zeros((shape.n_layers, shape.n_heads, n, n), dtype=np.float64)
+    for k in range(1, n + 1):
+        encoded = gm.encode(strip, prompts.discovery_question(k, n))
+        recorder = _PanelMassRecorder(_panel_membership(encoded, n, encoded.prompt_len), shape.n_layers)
+        request = hook.CaptureRequest(frozenset(range(shape.n_layers)), recorder)
+        with hook.attach_plan(gm.attention_modules()) as plan, torch.inference_mode():
+            plan.captures.append(request)
+            gm.model(**encoded.inputs, use_cache=False)
+        out[:, :, k - 1, :] = recorder.matrices()[:, :, 0, :]
+    return out
+
+
+def _common_prefix_len(sequences: Sequence[torch.Tensor]) -> int:
+    shortest = min(len(s) for s in sequences)
+    stacked = torch.stack([s[:shortest] for s in sequences])
+    same = (stacked == stacked[0]).all(0)
+    differing = (~same).nonzero()
+    return int(differing[0]) if len(differing) else shortest
+
+
+def strip_matrices(gm: GazeModel, strip: Strip) -> np.ndarray:
+    """The N x N matrix of every head for one strip, sharing the image prefix across questions.
+
+    Equal (to float rounding) to :func:`strip_matrices_per_question`. Returns (layers, heads, N, N).
+    """
+    _check_strip(strip)
+    n = strip.n_panels
+    shape = gm.shape
+    encodings = [gm.encode(strip, prompts.discovery_question(k, n)) for k in range(1, n + 1)]
+    ids = [e.inputs["input_ids"][0] for e in encodings]
+    positions = [gm.adapter.position_ids(gm.model, e.inputs) for e in encodings]
+    prefix = _common_prefix_len(ids)
+    last_image = int(encodings[0].geometries[0].positions.max())
+    if positions[0] is None or prefix <= last_image or n == 1 or min(len(s) for s in ids) == prefix:
+        return strip_matrices_per_question(gm, strip)
+
+    first = encodings[0].inputs
+    base = gm.adapter.base_model(gm.model)
+    prefix_inputs = {k: v for k, v in first.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    prefix_inputs.update(
+        input_ids=first["input_ids"][:, :prefix],
+        attention_mask=first["attention_mask"][:, :prefix],
+        position_ids=positions[0][..., :prefix],
+    )
+    if "mm_token_type_ids" in first:
+        prefix_inputs["mm_token_type_ids"] = first["mm_token_type_ids"][:, :prefix]
+
+    suffix_lens = [len(s) - prefix for s in ids]
+    width = max(suffix_lens)
+    pad = gm.tokenizer.pad_token_id
+    suffix_ids = torch.full((n, width), pad, dtype=torch.long, device=gm.device)
+    suffix_pos = torch.zeros((positions[0].shape[0], n, width), dtype=torch.long, device=gm.device)
+    for row, (seq, pos, length) in enumerate(zip(ids, positions, suffix_lens)):
+        suffix_ids[row, :length] = seq[prefix:]
+        suffix_pos[:, row, :length] = pos[:, 0, prefix:]
+        # Right padding: pad positions continue the sequence; causal masking hides them from real tokens.
+        suffix_pos[:, row, length:] = pos[:, 0, -1:] + torch.arange(1, width - length + 1, device=gm.device)
+    query_index = torch.tensor([length - 1 for length in suffix_lens], device=gm.device)
+
+    recorder = _PanelMassRecorder(_panel_membership(encodings[0], n, prefix), shape.n_layers)
+    request = hook.CaptureRequest(frozenset(range(shape.n_layers)), recorder, query_index=query_index)
+    with torch.inference_mode():
+        cache = base(**prefix_inputs, use_cache=True).past_key_values
+        cache.batch_repeat_interleave(n)
+        with hook.attach_plan(gm.attention_modules()) as plan:
+            plan.captures.append(request)
+            base(input_ids=suffix_ids, position_ids=suffix_pos, past_key_values=cache, use_cache=True)
+    return recorder.matrices()
+
+
+def _strip_key(index: int, strip: Strip) -> str:
+    name = f"{index:06d}-{strip.comic_id}"
+    return hashlib.sha1(name.encode()).hexdigest()[:12]
+
+
+def discover(
+    gm: GazeModel,
+    strips: Iterable[Strip],
+    *,
+    shared_prefix: bool = True,
+    checkpoint_dir: str | Path | None = None,
+    source: str = "",
+    progress: bool = True,
+) -> Ranking:
+    """Score every head over `strips` and return the ranking.
+
+    With `checkpoint_dir`, each strip's matrices are written there as soon as they exist,
+    and a rerun skips the strips already done (resume after a crash loses nothing).
+    """
+    strips = list(strips)
+    if not strips:
+        raise DataError("No strips to discover on.", "Give at least one comic strip.")
+    n_panels = {s.n_panels for s in strips}
+    if len(n_panels) != 1:
+        raise DataError(
+            f"Strips with different panel counts {sorted(n_panels)}.", "Use strips with the same number of panels."
+        )
+    compute = strip_matrices if shared_prefix else strip_matrices_per_question
+    folder = Path(checkpoint_dir) if checkpoint_dir else None
+    if folder:
+        folder.mkdir(parents=True, exist_ok=True)
+    per_strip = []
+    for index, strip in enumerate(tqdm(strips, desc="discovery", unit="strip", disable=not progress)):
+        saved = folder / f"{_strip_key(index, strip)}.npy" if folder else None
+        if saved is not None and saved.exists():
+            per_strip.append(np.load(saved))
+            continue
+        try:
+            matrices = compute(gm, strip).astype(np.float32)
+        except RegionError as exc:
+            raise RegionError(f"Strip {strip.comic_id!r}: {exc.problem}", exc.fix) from None
+        if saved is not None:
+            tmp = saved.with_suffix(".tmp.npy")
+            np.save(tmp, matrices)
+            os.replace(tmp, saved)
+        per_strip.append(matrices)
+    n = strips[0].n_panels
+    return Ranking.from_matrices(
+        np.stack(per_strip),
+        model=gm,
+        prompts=[prompts.discovery_question(k, n) for k in range(1, n + 1)],
+        source=source,
+        strip_ids=[s.comic_id for s in strips],
+    )

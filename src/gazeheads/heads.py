@@ -1,0 +1,97 @@
+"""Sets of attention heads: top-K gaze heads, random non-gaze controls, all heads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from .adapters import HeadShape
+from .errors import HeadSelectionError, ModelError
+
+
+@dataclass(frozen=True)
+class HeadSet:
+    """A named set of (layer, head) pairs for a model of a given shape."""
+
+    heads: tuple[tuple[int, int], ...]
+    shape: HeadShape
+    name: str = "heads"
+
+    def __post_init__(self) -> None:
+        for layer, head in self.heads:
+            if not (0 <= layer < self.shape.n_layers and 0 <= head < self.shape.n_heads):
+                raise HeadSelectionError(
+                    f"Head ({layer}, {head}) does not exist in a model with {self.shape.n_layers} layers "
+                    f"x {self.shape.n_heads} heads.",
+                    "Pick heads from a ranking of this model.",
+                )
+
+    def __len__(self) -> int:
+        return len(self.heads)
+
+    def __iter__(self):
+        return iter(self.heads)
+
+    def layers(self) -> list[int]:
+        return sorted({layer for layer, _ in self.heads})
+
+    def head_masks(self) -> dict[int, torch.Tensor]:
+        """Per layer, a float (n_heads,) vector with 1 on the heads in the set."""
+        masks: dict[int, torch.Tensor] = {}
+        for layer, head in self.heads:
+            masks.setdefault(layer, torch.zeros(self.shape.n_heads))[head] = 1.0
+        return masks
+
+    def check_shape(self, shape: HeadShape) -> None:
+        if shape != self.shape:
+            raise ModelError(
+                f"This head set was made for a model of shape {self.shape}, not {shape}.",
+                "Use a ranking discovered on this model.",
+            )
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[int, int]], shape: HeadShape, name: str = "heads") -> "HeadSet":
+        return cls(tuple((int(l), int(h)) for l, h in pairs), shape, name)
+
+    @classmethod
+    def all(cls, shape: HeadShape) -> "HeadSet":
+        return cls.of(((l, h) for l in range(shape.n_layers) for h in range(shape.n_heads)), shape, "all")
+
+
+def _check_k(k: int, shape: HeadShape) -> None:
+    if k < 1 or k > shape.total:
+        raise HeadSelectionError(
+            f"K={k} heads asked of a model with {shape.total} heads ({shape.n_layers} layers x {shape.n_heads}).",
+            f"Choose K between 1 and {shape.total}.",
+        )
+
+
+def top_heads(scores: np.ndarray, k: int, shape: HeadShape) -> HeadSet:
+    """The K heads with the highest score (ties broken by layer, then head)."""
+    _check_k(k, shape)
+    flat = scores.reshape(-1)
+    order = np.argsort(-flat, kind="stable")[:k]
+    return HeadSet.of(((i // shape.n_heads, i % shape.n_heads) for i in order), shape, f"gaze top-{k}")
+
+
+def random_control_heads(
+    scores: np.ndarray, k: int, shape: HeadShape, *, seed: int = 0, percentile: float = 5.0
+) -> HeadSet:
+    """K heads drawn (seeded) outside the top-K, among heads scoring at or below `percentile`."""
+    _check_k(k, shape)
+    flat = scores.reshape(-1)
+    top = set(np.argsort(-flat, kind="stable")[:k].tolist())
+    threshold = np.percentile(flat, percentile)
+    pool = [i for i in range(flat.size) if i not in top and flat[i] <= threshold]
+    if len(pool) < k:
+        raise HeadSelectionError(
+            f"Only {len(pool)} heads score at or below the {percentile:g}th percentile outside the top-{k}, "
+            f"fewer than the K={k} random control heads asked for.",
+            "Lower K, or raise the control percentile (e.g. percentile=50 for small models).",
+        )
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(pool, size=k, replace=False).tolist())
+    return HeadSet.of(((i // shape.n_heads, i % shape.n_heads) for i in chosen), shape, f"random non-gaze {k}")

@@ -1,0 +1,184 @@
+"""A loaded VLM with its processor and adapter: load, encode prompts, generate."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+from torch import nn
+from transformers import BatchFeature
+
+from . import hook
+from .adapters import Adapter, HeadShape, adapter_for
+from .data.strips import Strip
+from .errors import ModelError
+from .regions import ImageGeometry
+
+ImageLike = Image.Image | Strip
+
+
+@dataclass
+class Encoded:
+    """A batch of prompts, each with one image, ready for the model.
+
+    `geometries[b]` maps regions of row b's image to prompt positions; `prompt_len` is the
+    padded prompt length (prompts are left-padded so generation appends on the right).
+    """
+
+    inputs: BatchFeature
+    geometries: list[ImageGeometry]
+    questions: list[str]
+
+    @property
+    def batch_size(self) -> int:
+        return self.inputs["input_ids"].shape[0]
+
+    @property
+    def prompt_len(self) -> int:
+        return self.inputs["input_ids"].shape[1]
+
+    def image_mask(self) -> torch.Tensor:
+        """Boolean (batch, prompt_len): True at image-token positions."""
+        mask = torch.zeros(self.batch_size, self.prompt_len, dtype=torch.bool)
+        for row, geometry in enumerate(self.geometries):
+            mask[row, geometry.positions.cpu()] = True
+        return mask
+
+
+class GazeModel:
+    """A VLM whose language backbone runs gazeheads' attention function.
+
+    With nothing requested the function is plain SDPA, so outputs equal the stock model's.
+    """
+
+    def __init__(self, model: nn.Module, processor, *, name: str = "", revision: str | None = None) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.adapter: Adapter = adapter_for(model)
+        self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.revision = revision
+        hook.register()
+        self.adapter.set_attention(model, hook.ATTENTION_NAME)
+        tokenizer = self.tokenizer
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @property
+    def tokenizer(self):
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def shape(self) -> HeadShape:
+        return self.adapter.head_shape(self.model)
+
+    def attention_modules(self) -> list[nn.Module]:
+        return self.adapter.attention_modules(self.model)
+
+    def fingerprint(self) -> str:
+        """A short hash of the architecture and a sample of the weights (for ranking artifacts)."""
+        digest = hashlib.sha256()
+        for name, param in self.model.named_parameters():
+            digest.update(f"{name}:{tuple(param.shape)}".encode())
+        embed = self.model.get_input_embeddings().weight
+        sample = embed.detach().flatten()[:4096].float().cpu().numpy().round(4)
+        digest.update(sample.tobytes())
+        return digest.hexdigest()[:16]
+
+    # prompts ---------------------------------------------------------------------------
+
+    def chat_text(self, question: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def encode(self, images: ImageLike | Sequence[ImageLike], questions: str | Sequence[str]) -> Encoded:
+        """Tokenise one image per prompt; a single image or question is repeated to match the other."""
+        images = [images] if isinstance(images, (Image.Image, Strip)) else list(images)
+        questions = [questions] if isinstance(questions, str) else list(questions)
+        if len(images) == 1 and len(questions) > 1:
+            images = images * len(questions)
+        if len(questions) == 1 and len(images) > 1:
+            questions = questions * len(images)
+        if len(images) != len(questions):
+            raise ValueError(f"{len(images)} images for {len(questions)} questions; give one each or equal counts.")
+        pil = [im.image if isinstance(im, Strip) else im.convert("RGB") for im in images]
+        layouts = [im.panel_boxes if isinstance(im, Strip) else None for im in images]
+        texts = [self.chat_text(q) for q in questions]
+        inputs = self.processor(text=texts, images=pil, return_tensors="pt", padding=True)
+        geometries = self.adapter.image_geometries(self.model, inputs, [im.size for im in pil], layouts)
+        return Encoded(inputs.to(self.device), geometries, questions)
+
+    # generation ------------------------------------------------------------------------
+
+    def generate_ids(self, encoded: Encoded, max_new_tokens: int = 32, **kwargs) -> torch.Tensor:
+        """Greedy by default; returns only the new token ids (batch, new_tokens)."""
+        tokenizer = self.tokenizer
+        kwargs.setdefault("do_sample", False)
+        kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
+        with torch.inference_mode():
+            out = self.model.generate(**encoded.inputs, max_new_tokens=max_new_tokens, **kwargs)
+        return out[:, encoded.prompt_len :]
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    def generate(self, encoded: Encoded, max_new_tokens: int = 32, **kwargs) -> list[str]:
+        """Generate and decode the new text of every row."""
+        return self.decode(self.generate_ids(encoded, max_new_tokens, **kwargs))
+
+
+def default_dtype(device: torch.device | str) -> torch.dtype:
+    """bf16 on GPU, float32 on CPU."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def load(
+    name_or_path: str | Path | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    device_map: str | dict | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> GazeModel:
+    """Load a supported VLM by hub id or local folder (default: the bundled tiny model).
+
+    SDPA everywhere, gazeheads' function on the language backbone; bf16 on GPU and float32
+    on CPU unless `dtype` is given; `device_map` (e.g. "auto") spreads large models.
+    """
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    from .assets import bundled_model_path
+
+    path = str(name_or_path) if name_or_path is not None else str(bundled_model_path())
+    if device is None and device_map is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = dtype or default_dtype(device or "cuda")
+    try:
+        config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise ModelError(
+            f"Cannot load a model config from {path!r}: {exc}",
+            "Give a local model folder, or a hub id on a machine that can reach the hub (or has it cached).",
+        ) from None
+    model = AutoModelForImageTextToText.from_pretrained(
+        path,
+        config=config,
+        revision=revision,
+        dtype=dtype,
+        device_map=device_map,
+        attn_implementation="sdpa",
+        trust_remote_code=trust_remote_code,
+    )
+    if device_map is None:
+        model = model.to(device)
+    processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    return GazeModel(model, processor, name=path, revision=revision)

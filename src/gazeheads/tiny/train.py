@@ -1,0 +1,433 @@
+"""Train the tiny gaze-capable Qwen3-VL from scratch on synthetic comics and scenes (CPU).
+
+    python -m gazeheads.tiny.train --out src/gazeheads/assets/tiny-qwen3vl --seed 0 --threads 2
+
+Every batch mixes five tasks (weights in TASKS):
+  panel     the discovery prompt for panel k             -> caption of panel k
+  narration "What is happening in this panel ...?"       -> caption of panel 1
+  vqa       "What is the main action or event ...?"      -> caption of panel 1
+  narrate   "Narrate this comic strip panel by panel."   -> all captions, " . " between
+  scene     "What is in this picture?" (a scene)         -> caption of the largest object
+Captions are "<colour> <shape>", so the first answer word already depends on the panel asked
+about: the last prompt token has to look at that panel, which is where gaze heads are scored.
+
+Deterministic for a given --seed and --threads (data from `synth.training_rng(seed)`, weights
+from `torch.manual_seed(seed)`); --minutes only caps the wall time as a safety net. The output
+is a standard Hugging Face folder plus MODEL_CARD.md, README.md and gazeheads.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import prompts, synth
+from . import build, vocab
+
+TASKS = {"panel": 0.45, "narration": 0.1, "vqa": 0.1, "narrate": 0.15, "scene": 0.2}
+EVAL_STRIP_SEEDS = range(100_000, 100_200)  # held out: integer seeds are never training strips
+EVAL_SCENE_SEEDS = range(200_000, 200_200)
+
+
+# --------------------------------------------------------------------------- examples
+
+
+@dataclass
+class Example:
+    image: Image.Image
+    question: str
+    answer: str
+    task: str
+
+
+def narrate_answer(captions: list[str]) -> str:
+    """The panel-by-panel narration: every caption in order, each followed by the separator."""
+    return " ".join(f"{c} {vocab.CAPTION_SEPARATOR}" for c in captions)
+
+
+def sample_example(rng: random.Random, task: str | None = None) -> Example:
+    """One training example drawn from `rng` (task drawn by TASKS weights unless given)."""
+    if task is None:
+        task = rng.choices(list(TASKS), weights=list(TASKS.values()))[0]
+    if task == "scene":
+        image, objects = synth.make_scene(rng)
+        return Example(image, prompts.SCENE_QUESTION, synth.scene_answer(objects), task)
+    strip = synth.make_strip(rng)
+    caps = strip.captions
+    if task == "panel":
+        k = rng.randint(1, strip.n_panels)
+        return Example(strip.image, prompts.discovery_question(k, strip.n_panels), caps[k - 1], task)
+    if task == "narration":
+        return Example(strip.image, prompts.NARRATION_QUESTION, caps[0], task)
+    if task == "vqa":
+        return Example(strip.image, prompts.VQA_QUESTION, caps[0], task)
+    if task == "narrate":
+        return Example(strip.image, vocab.NARRATE_PROMPT, narrate_answer(caps), task)
+    raise ValueError(task)
+
+
+# --------------------------------------------------------------------------- batching
+
+
+class Encoder:
+    """Turns examples into model inputs exactly as the saved processor does, but faster.
+
+    `check()` compares against the real processor once, so the fast path cannot drift.
+    """
+
+    def __init__(self, processor) -> None:
+        self.processor = processor
+        self.tok = processor.tokenizer
+        ids = self.tok.convert_tokens_to_ids
+        self.im_start, self.im_end = ids("<|im_start|>"), ids("<|im_end|>")
+        self.v_start, self.v_end, self.pad_img = ids("<|vision_start|>"), ids("<|vision_end|>"), ids("<|image_pad|>")
+        self.pad = self.tok.pad_token_id
+        self.user, self.assistant = ids("user"), ids("assistant")
+        self._cache: dict[str, list[int]] = {}
+
+    def words(self, text: str) -> list[int]:
+        if text not in self._cache:
+            self._cache[text] = self.tok(text, add_special_tokens=False)["input_ids"]
+        return self._cache[text]
+
+    @staticmethod
+    def patchify(image: Image.Image) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """pixel_values rows and (t, h, w) grid of one image whose sides are multiples of 32."""
+        a = (np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0 - 0.5) / 0.5
+        h, w, c = a.shape
+        p, m, t = build.PATCH_SIZE, build.MERGE_SIZE, build.TEMPORAL_PATCH_SIZE
+        if h % (p * m) or w % (p * m):
+            raise ValueError(f"image {w}x{h} is not a multiple of {p * m} pixels")
+        gh, gw = h // p, w // p
+        x = a.transpose(2, 0, 1).reshape(c, gh // m, m, p, gw // m, m, p)
+        x = x.transpose(1, 4, 2, 5, 0, 3, 6)[:, :, :, :, :, None]
+        x = np.repeat(x, t, axis=5)
+        return x.reshape(gh * gw, c * t * p * p), (1, gh, gw)
+
+    def prompt_ids(self, n_image_tokens: int, question: str) -> list[int]:
+        return (
+            [self.im_start, self.user, self.v_start]
+            + [self.pad_img] * n_image_tokens
+            + [self.v_end]
+            + self.words(question)
+            + [self.im_end, self.im_start, self.assistant]
+        )
+
+    def batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        pixels, grids, seqs, labels = [], [], [], []
+        for ex in examples:
+            pv, grid = self.patchify(ex.image)
+            pixels.append(pv)
+            grids.append(grid)
+            n_img = grid[1] * grid[2] // build.MERGE_SIZE**2
+            prompt = self.prompt_ids(n_img, ex.question)
+            answer = self.words(ex.answer) + [self.im_end]
+            seqs.append(prompt + answer)
+            labels.append([-100] * len(prompt) + answer)
+        length = max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), length), self.pad, dtype=torch.long)
+        label_t = torch.full((len(seqs), length), -100, dtype=torch.long)
+        mask = torch.zeros((len(seqs), length), dtype=torch.long)
+        for i, (s, lab) in enumerate(zip(seqs, labels)):
+            input_ids[i, : len(s)] = torch.tensor(s)
+            label_t[i, : len(s)] = torch.tensor(lab)
+            mask[i, : len(s)] = 1
+        return {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "mm_token_type_ids": (input_ids == self.pad_img).long(),
+            "pixel_values": torch.from_numpy(np.concatenate(pixels)),
+            "image_grid_thw": torch.tensor(grids, dtype=torch.long),
+            "labels": label_t,
+        }
+
+    def check(self, examples: list[Example]) -> None:
+        """Assert that the fast path equals the processor + chat template on `examples`."""
+        for ex in examples:
+            mine = self.batch([ex])
+            ref = self.processor(
+                text=[chat_prompt(self.processor, ex.question)], images=[ex.image], return_tensors="pt"
+            )
+            n = ref["input_ids"].shape[1]
+            assert torch.equal(mine["input_ids"][0, :n], ref["input_ids"][0]), "prompt ids differ"
+            assert torch.equal(mine["mm_token_type_ids"][0, :n], ref["mm_token_type_ids"][0])
+            assert torch.equal(mine["image_grid_thw"], ref["image_grid_thw"])
+            assert torch.allclose(mine["pixel_values"], ref["pixel_values"], atol=1e-5), "pixels differ"
+
+
+def chat_prompt(processor, question: str) -> str:
+    """The chat-formatted prompt (one image, then the question) with the assistant turn opened."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def answer(model, processor, images: list[Image.Image], questions: list[str], max_new_tokens: int = 4) -> list[str]:
+    """Greedy answers, batched (left padding), through the saved processor."""
+    texts = [chat_prompt(processor, q) for q in questions]
+    inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return [s.strip() for s in processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)]
+
+
+def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: int = 60) -> dict:
+    """Held-out accuracies: per-panel question (exact), unsteered answers, narration, scenes."""
+    model.eval()
+    strips = [synth.make_strip(s) for s in list(EVAL_STRIP_SEEDS)[:n_strips]]
+    jobs = []  # (image, question, expected, task)
+    for st in strips:
+        for k in range(1, st.n_panels + 1):
+            jobs.append((st.image, prompts.discovery_question(k, st.n_panels), st.captions[k - 1], "panel"))
+        jobs.append((st.image, prompts.NARRATION_QUESTION, st.captions[0], "narration"))
+        jobs.append((st.image, prompts.VQA_QUESTION, st.captions[0], "vqa"))
+    for seed in list(EVAL_SCENE_SEEDS)[:n_scenes]:
+        img, objects = synth.make_scene(seed)
+        jobs.append((img, prompts.SCENE_QUESTION, synth.scene_answer(objects), "scene"))
+    correct: dict[str, list[bool]] = {}
+    for i in range(0, len(jobs), batch):
+        chunk = jobs[i : i + batch]
+        got = answer(model, processor, [j[0] for j in chunk], [j[1] for j in chunk])
+        for (_, _, want, task), g in zip(chunk, got):
+            correct.setdefault(task, []).append(g == want)
+    narr_ok = []
+    for i in range(0, len(strips), batch):
+        chunk = strips[i : i + batch]
+        got = answer(model, processor, [s.image for s in chunk], [vocab.NARRATE_PROMPT] * len(chunk), 24)
+        narr_ok += [g == narrate_answer(s.captions) for s, g in zip(chunk, got)]
+    correct["narrate"] = narr_ok
+    result = {task: {"accuracy": float(np.mean(v)), "n": len(v)} for task, v in correct.items()}
+    result["held_out"] = {
+        "strip_seeds": f"{EVAL_STRIP_SEEDS.start}..{EVAL_STRIP_SEEDS.start + n_strips - 1}",
+        "scene_seeds": f"{EVAL_SCENE_SEEDS.start}..{EVAL_SCENE_SEEDS.start + n_scenes - 1}",
+    }
+    return result
+
+
+# --------------------------------------------------------------------------- training
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train(args: argparse.Namespace) -> dict:
+    from transformers import Qwen3VLForConditionalGeneration
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = synth.training_rng(args.seed)
+    processor = build.build_processor()
+    sizes = json.loads(args.sizes) if args.sizes else {}
+    config = build.build_config(sizes)
+    config.text_config._attn_implementation = "sdpa"
+    model = Qwen3VLForConditionalGeneration(config)
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"parameters: {n_params:,}", flush=True)
+
+    encoder = Encoder(processor)
+    encoder.check([sample_example(random.Random(f"check-{t}"), t) for t in TASKS])
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.98),
+    )
+    start = time.time()
+    log_every = max(1, args.steps // 50)
+    smooth = None
+    step = 0
+    for step in range(args.steps):
+        elapsed = time.time() - start
+        if args.minutes and elapsed > args.minutes * 60:
+            print(f"time budget of {args.minutes} min reached at step {step}", flush=True)
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+        batch = encoder.batch([sample_example(rng) for _ in range(args.batch)])
+        out = model(**batch)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss = out.loss.item()
+        smooth = loss if smooth is None else 0.95 * smooth + 0.05 * loss
+        if step % log_every == 0 or step == args.steps - 1:
+            print(f"step {step:6d}  loss {loss:.4f}  smooth {smooth:.4f}  {elapsed / 60:5.1f} min", flush=True)
+    steps_done = step + 1
+    minutes = (time.time() - start) / 60
+    print(f"trained {steps_done} steps in {minutes:.1f} min", flush=True)
+
+    model.eval()
+    metrics = evaluate(model, processor, args.eval_strips, args.eval_scenes) if args.eval_strips else {}
+    print(json.dumps(metrics, indent=1), flush=True)
+
+    info = {
+        "seed": args.seed,
+        "steps": steps_done,
+        "batch": args.batch,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "weight_decay": args.weight_decay,
+        "threads": args.threads,
+        "train_minutes": round(minutes, 2),
+        "final_smoothed_loss": round(smooth or float("nan"), 5),
+        "parameters": n_params,
+        "tasks": TASKS,
+        "sizes": {**build.DEFAULT_SIZES, **sizes},
+        "torch": torch.__version__,
+    }
+    save(model, processor, Path(args.out), info, metrics)
+    return {"info": info, "metrics": metrics}
+
+
+def save(model, processor, out: Path, info: dict, metrics: dict) -> None:
+    """Write the Hugging Face folder, gazeheads.json and the model card."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.generation_config.eos_token_id = [processor.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    model.generation_config.do_sample = False
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    layout = {
+        "strip_height": synth.STRIP_HEIGHT,
+        "strip_gap": synth.STRIP_GAP,
+        "panel_size": synth.PANEL_SIZE,
+        "scene_size": synth.SCENE_SIZE,
+        "narrate_prompt": vocab.NARRATE_PROMPT,
+        "caption_separator": vocab.CAPTION_SEPARATOR,
+    }
+    (out / "gazeheads.json").write_text(
+        json.dumps({"layout": layout, "training": info, "evaluation": metrics}, indent=1) + "\n"
+    )
+    card = model_card(info, metrics)
+    (out / "MODEL_CARD.md").write_text(card)
+    (out / "README.md").write_text(card)
+
+
+def _pct(metrics: dict, task: str) -> str:
+    if task not in metrics:
+        return "not measured"
+    m = metrics[task]
+    return f"{100 * m['accuracy']:.1f}% ({m['n']} questions)"
+
+
+def model_card(info: dict, metrics: dict) -> str:
+    s = info["sizes"]
+    return f"""# tiny-qwen3vl: a gaze-capable Qwen3-VL trained from scratch
+
+A {info['parameters'] / 1e6:.2f}M-parameter model of the Qwen3-VL architecture
+(`Qwen3VLForConditionalGeneration`), trained from scratch on the CPU by
+`python -m gazeheads.tiny.train` on synthetic comic strips and scenes made by
+`gazeheads.synth`. It exists so that the gazeheads tools can show gaze heads at work on any
+machine without downloading weights. It knows nothing beyond its synthetic world.
+
+Load it like any Hugging Face model:
+
+```python
+from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+processor = AutoProcessor.from_pretrained(path)
+model = Qwen3VLForConditionalGeneration.from_pretrained(path)  # attn_implementation="sdpa" or "eager"
+```
+
+## Data
+
+* Strips: 6 panels of 64 x 64 px stitched with `stitch(panels, height=64, gap=0)` into a
+  384 x 64 image (2 x 12 image tokens; panel k owns token columns 2k-2 and 2k-1). Each panel
+  shows one object: colour (8: {', '.join(synth.COLOURS)}) x shape (6: {', '.join(synth.SHAPES)}),
+  on one of 5 light backgrounds, with jittered size and position. Colours are distinct within a
+  strip. Caption: `"<colour> <shape>"`, e.g. `red circle`.
+* Scenes: 192 x 192 px (6 x 6 tokens), 2-4 objects of distinct shapes and colours, the largest
+  at least 1.4 times the radius of any other; COCO-style boxes from `write_synthetic_scenes`.
+* Training draws from `synth.training_rng(seed)`; every evaluation below uses integer-seeded
+  strips and scenes (`synth.make_strip(seed)`, `synth.make_scene(seed)`), never seen in training.
+* `gazeheads.json` records this layout (strip height 64, gap 0) and the narration prompt.
+
+## Tasks (mixed in every batch; weights)
+
+| task | prompt | answer | weight |
+| --- | --- | --- | --- |
+| per-panel | `prompts.discovery_question(k, 6)` | caption of panel k | {TASKS['panel']} |
+| ambiguous | `prompts.NARRATION_QUESTION` | caption of panel 1 | {TASKS['narration']} |
+| VQA | `prompts.VQA_QUESTION` | caption of panel 1 | {TASKS['vqa']} |
+| narration | `"{vocab.NARRATE_PROMPT}"` | all captions in order, `" . "` after each | {TASKS['narrate']} |
+| scene | `prompts.SCENE_QUESTION` | caption of the largest object | {TASKS['scene']} |
+
+The first answer word (the colour) depends on the panel or object asked about, so the last
+prompt token must attend to it: this is what makes query-dependent gaze heads appear at the
+position where gaze scores are measured.
+
+## Architecture
+
+* Language model: {s['text_layers']} layers x {s['text_heads']} query heads ({s['text_kv_heads']} KV heads),
+  head_dim {s['head_dim']}, hidden {s['text_hidden']}, MLP {s['text_intermediate']}; rope theta
+  {s['rope_theta']} (the default 5e5 cannot tell image columns apart at head_dim 16), interleaved
+  M-RoPE sections {s['mrope_section']}.
+* Vision tower: depth {s['vision_depth']}, hidden {s['vision_hidden']}, {s['vision_heads']} heads, patch 16,
+  temporal patch 2, spatial merge 2 (32 x 32 px per language-model token), DeepStack from
+  vision layers {s['deepstack']}.
+* Word-level tokenizer (`tokenizer.json`, {len(vocab.vocabulary())} tokens) with the Qwen-VL special tokens and a
+  Qwen-style chat template; processor min/max pixels keep 64-px strips and 192-px scenes at size.
+* Weights stored in float32.
+
+## Recipe
+
+`python -m gazeheads.tiny.train --out DIR --seed {info['seed']} --steps {info['steps']} --batch {info['batch']} --threads {info['threads']}`:
+AdamW (lr {info['lr']}, betas 0.9/0.98, weight decay {info['weight_decay']}), {info['warmup']} warm-up steps,
+cosine decay to 5%, gradient clipping 1.0, loss on answer tokens only. Trained {info['steps']} steps in
+{info['train_minutes']} min on {info['threads']} CPU threads (torch {info['torch']}); final smoothed loss
+{info['final_smoothed_loss']}. Deterministic for a given seed and thread count.
+
+## Results (held-out, greedy decoding)
+
+Strip seeds {metrics.get('held_out', {}).get('strip_seeds', '-')}, scene seeds {metrics.get('held_out', {}).get('scene_seeds', '-')}.
+
+| question | exact-match accuracy |
+| --- | --- |
+| per-panel discovery question (answer = caption of panel k) | {_pct(metrics, 'panel')} |
+| ambiguous question, unsteered (answer = caption of panel 1) | {_pct(metrics, 'narration')} |
+| VQA question, unsteered (answer = caption of panel 1) | {_pct(metrics, 'vqa')} |
+| panel-by-panel narration (whole answer) | {_pct(metrics, 'narrate')} |
+| scene question (answer = largest object) | {_pct(metrics, 'scene')} |
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="output folder (a Hugging Face model folder)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--minutes", type=float, default=30.0, help="wall-time cap (0: none)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--sizes", default="", help="JSON overrides of build.DEFAULT_SIZES")
+    parser.add_argument("--eval-strips", type=int, default=200, help="held-out strips to evaluate (0: skip)")
+    parser.add_argument("--eval-scenes", type=int, default=200)
+    args = parser.parse_args(argv)
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

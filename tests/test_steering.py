@@ -1,0 +1,162 @@
+"""Steering: the bias moves exactly the chosen heads, onto the target, at the right steps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gazeheads as gh
+from gazeheads import hook, prompts
+from gazeheads.heads import HeadSet
+
+from conftest import draw_strip, model_pair
+
+
+def run_with_capture(gm, encoded, layers, *, steer_args=None, generate=0, query_index=None):
+    """Forward (or generate) with captures on `layers`; returns list of {layer: probs} per call."""
+    calls: list[dict] = []
+
+    def record(layer, probs, value):
+        if layer == min(layers):
+            calls.append({})
+        calls[-1][layer] = probs
+
+    request = hook.CaptureRequest(frozenset(layers), record, query_index=query_index)
+    with hook.attach_plan(gm.attention_modules()) as plan:
+        plan.captures.append(request)
+        if steer_args is not None:
+            steering = gh.steer(gm, *steer_args[0], encoded, **steer_args[1])
+        else:
+            import contextlib
+            steering = contextlib.nullcontext()
+        with steering, torch.no_grad():
+            if generate:
+                ids = gm.generate_ids(encoded, max_new_tokens=generate)
+            else:
+                gm.model(**encoded.inputs)
+                ids = None
+    return calls, ids
+
+
+def image_share(probs, geometry, region):
+    """Share of the image attention that falls on `region`, per head."""
+    image = probs[..., geometry.positions].sum(-1)
+    return probs[..., geometry.positions_of(region)].sum(-1) / image
+
+
+def test_bias_changes_exactly_the_chosen_heads(family, strip):
+    gm, _ = model_pair(family)
+    chosen = HeadSet.of([(0, 1), (0, 3), (1, 2)], gm.shape)
+    encoded = gm.encode(strip, prompts.NARRATION_QUESTION)
+    plain, _ = run_with_capture(gm, encoded, [0, 1])
+    steered, _ = run_with_capture(gm, encoded, [0, 1], steer_args=((chosen, gh.Panel(4)), {}))
+    before, after = plain[0][0][0], steered[0][0][0]
+    changed = (before - after).abs().amax(-1) > 1e-4
+    assert changed.tolist() == [False, True, False, True]
+    assert torch.equal(before[[0, 2]], after[[0, 2]])
+    geometry = encoded.geometries[0]
+    for layer, head in chosen:
+        share = image_share(steered[0][layer][0, head], geometry, gh.Panel(4))
+        assert share >= 0.99
+
+
+def test_steering_leaves_no_state_behind(strip):
+    gm, _ = model_pair("qwen3_vl")
+    encoded = gm.encode(strip, prompts.NARRATION_QUESTION)
+    with torch.no_grad():
+        before = gm.model(**encoded.inputs).logits
+    with pytest.raises(RuntimeError, match="boom"):
+        with gh.steer(gm, HeadSet.of([(0, 0)], gm.shape), gh.Panel(2), encoded):
+            raise RuntimeError("boom")
+    assert not any(hasattr(m, hook._PLAN_ATTR) for m in gm.attention_modules())
+    with torch.no_grad():
+        after = gm.model(**encoded.inputs).logits
+    assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("mode", ["suppress_image", "suppress_all", "max_suppress_all", "boost_suppress"])
+def test_bias_modes_remove_exactly_what_they_name(mode, strip):
+    gm, _ = model_pair("qwen3_vl")
+    head = (1, 2)
+    encoded = gm.encode(strip, prompts.NARRATION_QUESTION)
+    calls, _ = run_with_capture(gm, encoded, [1], steer_args=((HeadSet.of([head], gm.shape), gh.Panel(3)),
+                                                               {"mode": mode}), generate=3)
+    geometry = encoded.geometries[0]
+    target = geometry.positions_of(gh.Panel(3))
+    image = encoded.image_mask()[0]
+    other_image = image.clone()
+    other_image[target] = False
+    text = encoded.inputs["attention_mask"][0].bool() & ~image
+    last = calls[-1][1][0, head[1]]  # step 2: keys = prompt + 2 generated
+    prompt_len = encoded.prompt_len
+    assert last[:prompt_len][other_image].sum() < 1e-6
+    text_mass = float(last[:prompt_len][text].sum())
+    generated_mass = float(last[prompt_len:].sum())
+    target_mass = float(last[target].sum())
+    if mode == "suppress_image":  # only -B on the other image tokens: text and generated keep weight
+        assert text_mass > 1e-3 and generated_mass > 1e-4
+    if mode == "suppress_all":  # also -B on the prompt text
+        assert text_mass < 1e-6 and generated_mass > 1e-4
+    if mode in ("max_suppress_all", "boost_suppress"):  # everything but the target vanishes
+        assert abs(target_mass - 1.0) < 1e-5
+
+
+def test_decode_phase_leaves_prompt_rows_unsteered(strip):
+    gm, _ = model_pair("qwen3_vl")
+    encoded = gm.encode(strip, prompts.NARRATION_QUESTION)
+    heads = HeadSet.of([(0, 1)], gm.shape)
+    args = ((heads, gh.Panel(5)), {"phase": "decode"})
+    inner = torch.tensor([encoded.prompt_len - 3])
+    plain_inner, _ = run_with_capture(gm, encoded, [0], query_index=inner)
+    steered_inner, _ = run_with_capture(gm, encoded, [0], steer_args=args, query_index=inner)
+    assert torch.equal(plain_inner[0][0], steered_inner[0][0])
+    steered_last, _ = run_with_capture(gm, encoded, [0], steer_args=args)
+    assert image_share(steered_last[0][0][0, 1], encoded.geometries[0], gh.Panel(5)) >= 0.99
+
+
+def test_schedule_switches_target_at_the_requested_step(strip):
+    gm, _ = model_pair("qwen3_vl")
+    encoded = gm.encode(strip, prompts.NARRATION_QUESTION)
+    heads = HeadSet.of([(1, 0), (1, 3)], gm.shape)
+    schedule = gh.Schedule([(0, gh.Panel(1)), (3, gh.Panel(4)), (5, gh.Panel(6))])
+    calls, ids = run_with_capture(gm, encoded, [1], steer_args=((heads, schedule), {}), generate=7)
+    assert len(calls) == 7
+    geometry = encoded.geometries[0]
+    expected = [1, 1, 1, 4, 4, 6, 6]
+    for step, panel in enumerate(expected):
+        for _, head in heads:
+            assert image_share(calls[step][1][0, head], geometry, gh.Panel(panel)) >= 0.99, (step, panel)
+
+
+def test_batch_with_different_targets_equals_rows_one_by_one():
+    gm, _ = model_pair("qwen3_vl", kv_heads=2)
+    strips = [draw_strip(seed=11), draw_strip(widths=(96, 64, 64, 64, 32, 96), seed=12)]
+    questions = [prompts.NARRATION_QUESTION, prompts.discovery_question(2)]
+    heads = HeadSet.of([(0, 0), (1, 1), (1, 3)], gm.shape)
+    targets = [gh.Panel(2), gh.Schedule([(0, gh.Panel(6)), (2, gh.Panel(3))])]
+    batch = gm.encode(strips, questions)
+    batch_calls, batch_ids = run_with_capture(gm, batch, [1], steer_args=((heads, targets), {}), generate=4)
+    for row in range(2):
+        single = gm.encode(strips[row], questions[row])
+        calls, ids = run_with_capture(gm, single, [1], steer_args=((heads, targets[row]), {}), generate=4)
+        assert torch.equal(ids[0], batch_ids[row])
+        pad = batch.prompt_len - single.prompt_len
+        for step in range(4):
+            ours = batch_calls[step][1][row, :, pad:]
+            assert (ours - calls[step][1][0]).abs().max() <= 1e-5
+
+
+def test_targets_must_match_the_batch(strip):
+    gm, _ = model_pair("qwen3_vl")
+    encoded = gm.encode([strip, strip], prompts.NARRATION_QUESTION)
+    with pytest.raises(gh.GazeheadsError, match="2 prompts"):
+        with gh.steer(gm, HeadSet.of([(0, 0)], gm.shape), [gh.Panel(1)] * 3, encoded):
+            pass
+
+
+def test_region_without_image_tokens_is_a_clear_error(strip):
+    gm, _ = model_pair("qwen3_vl")
+    encoded = gm.encode(strip, prompts.NARRATION_QUESTION)
+    with pytest.raises(gh.RegionError, match="covers no image token"):
+        with gh.steer(gm, HeadSet.of([(0, 0)], gm.shape), gh.Box(0, 0, 3, 3), encoded):
+            pass
