@@ -61,7 +61,7 @@ class HeadSet:
         return cls.of(((l, h) for l in range(shape.n_layers) for h in range(shape.n_heads)), shape, "all")
 
 
-def _check_k(k: int, shape: HeadShape) -> None:
+def check_k(k: int, shape: HeadShape) -> None:
     if k < 1 or k > shape.total:
         raise HeadSelectionError(
             f"K={k} heads asked of a model with {shape.total} heads ({shape.n_layers} layers x {shape.n_heads}).",
@@ -71,7 +71,7 @@ def _check_k(k: int, shape: HeadShape) -> None:
 
 def top_heads(scores: np.ndarray, k: int, shape: HeadShape) -> HeadSet:
     """The K heads with the highest score (ties broken by layer, then head)."""
-    _check_k(k, shape)
+    check_k(k, shape)
     flat = scores.reshape(-1)
     order = np.argsort(-flat, kind="stable")[:k]
     return HeadSet.of(((i // shape.n_heads, i % shape.n_heads) for i in order), shape, f"gaze top-{k}")
@@ -81,7 +81,7 @@ def random_control_heads(
     scores: np.ndarray, k: int, shape: HeadShape, *, seed: int = 0, percentile: float = 5.0
 ) -> HeadSet:
     """K heads drawn (seeded) outside the top-K, among heads scoring at or below `percentile`."""
-    _check_k(k, shape)
+    check_k(k, shape)
     flat = scores.reshape(-1)
     top = set(np.argsort(-flat, kind="stable")[:k].tolist())
     threshold = np.percentile(flat, percentile)

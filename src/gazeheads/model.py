@@ -13,7 +13,7 @@ from torch import nn
 from transformers import BatchFeature
 
 from . import hook
-from .adapters import Adapter, HeadShape, adapter_for
+from .adapters import Adapter, HeadShape, adapter_for, check_supported_config
 from .data.strips import Strip
 from .errors import ModelError
 from .regions import ImageGeometry
@@ -169,6 +169,7 @@ def load(
             f"Cannot load a model config from {path!r}: {exc}",
             "Give a local model folder, or a hub id on a machine that can reach the hub (or has it cached).",
         ) from None
+    check_supported_config(config)
     model = AutoModelForImageTextToText.from_pretrained(
         path,
         config=config,

@@ -26,4 +26,14 @@ def adapter_for(model: nn.Module) -> Adapter:
     )
 
 
-__all__ = ["Adapter", "HeadShape", "QwenVLAdapter", "adapter_for", "supported_classes"]
+def check_supported_config(config) -> None:
+    """Fail before loading weights when no adapter knows the config's architecture."""
+    names = set(getattr(config, "architectures", None) or [])
+    if names and not names & set(supported_classes()):
+        raise ModelError(
+            f"Unsupported architecture: {', '.join(sorted(names))}.",
+            "Use one of: " + ", ".join(supported_classes()) + ".",
+        )
+
+
+__all__ = ["check_supported_config", "Adapter", "HeadShape", "QwenVLAdapter", "adapter_for", "supported_classes"]

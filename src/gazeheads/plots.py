@@ -1,0 +1,101 @@
+"""PNG plots: gaze-score histogram, layer x head map, panel matrices, tracking staircase."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .ranking import Ranking  # noqa: E402
+from .tracking import Trace  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def score_histogram(ranking: Ranking, path: str | Path, top_k: int | None = None) -> Path:
+    """Distribution of gaze scores over all heads, with chance (1/N) and the top-K cut marked."""
+    scores = ranking.scores.reshape(-1)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.hist(scores, bins=min(60, max(10, scores.size // 4)), color="#4c72b0")
+    ax.set_yscale("log")
+    ax.set_xlabel("gaze score (mean diagonal of the panel matrix)")
+    ax.set_ylabel("heads")
+    if top_k:
+        cut = np.sort(scores)[-top_k]
+        ax.axvline(cut, color="#c44e52", ls="--", label=f"top-{top_k} cut")
+        ax.legend()
+    ax.set_title(f"{ranking.model_id}: {scores.size} heads, {ranking.n_strips} strips", fontsize=9)
+    return _save(fig, path)
+
+
+def score_map(ranking: Ranking, path: str | Path) -> Path:
+    """Layer x head heat map of gaze scores."""
+    fig, ax = plt.subplots(figsize=(max(4, ranking.shape.n_heads * 0.22 + 2), max(3, ranking.shape.n_layers * 0.18 + 1)))
+    image = ax.imshow(ranking.scores, aspect="auto", cmap="magma", interpolation="nearest")
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    fig.colorbar(image, ax=ax, label="gaze score")
+    return _save(fig, path)
+
+
+def panel_matrices(ranking: Ranking, path: str | Path, n_top: int = 4, n_low: int = 4) -> Path:
+    """N x N matrices (queried x attended panel) of the top heads and of low-scoring heads."""
+    ordered = ranking.ordered()
+    picks = [("gaze", h) for h in ordered[:n_top]] + [("non-gaze", h) for h in ordered[::-1][:n_low]]
+    cols = max(n_top, n_low)
+    fig, axes = plt.subplots(2, cols, figsize=(2.2 * cols, 4.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (kind, (layer, head, score)) in enumerate(picks):
+        ax = axes[0 if kind == "gaze" else 1][i if kind == "gaze" else i - n_top]
+        ax.axis("on")
+        ax.imshow(ranking.matrices[layer, head], cmap="viridis", vmin=0)
+        ax.set_title(f"{kind} L{layer}H{head}\nscore {score:.3f}", fontsize=8)
+        ax.set_xticks(range(ranking.n_panels), [str(k + 1) for k in range(ranking.n_panels)], fontsize=6)
+        ax.set_yticks(range(ranking.n_panels), [str(k + 1) for k in range(ranking.n_panels)], fontsize=6)
+    fig.supxlabel("attended panel", fontsize=8)
+    fig.supylabel("queried panel", fontsize=8)
+    return _save(fig, path)
+
+
+def tracking_staircase(
+    trace: Trace,
+    path: str | Path,
+    *,
+    row: int = 0,
+    tokens: Sequence[str] | None = None,
+    scheduled: Sequence[int] | None = None,
+    title: str = "",
+) -> Path:
+    """Step x region heat map of normalised attention; dots mark a scheduled target per step."""
+    data = trace.normalised[row].T  # (regions, steps)
+    fig, ax = plt.subplots(figsize=(max(5, data.shape[1] * 0.25 + 2), 0.45 * data.shape[0] + 1.6))
+    image = ax.imshow(data, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks(range(data.shape[0]), [_region_label(r) for r in trace.regions[row]], fontsize=7)
+    ax.set_xlabel("generated token")
+    if tokens is not None and len(tokens) == data.shape[1] and len(tokens) <= 80:
+        ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=6)
+    if scheduled is not None:
+        ax.plot(range(len(scheduled)), scheduled, "o", ms=3, color="#c44e52", label="scheduled target")
+        ax.legend(loc="upper right", fontsize=7)
+    fig.colorbar(image, ax=ax, label="share of image attention")
+    ax.set_title(title or "gaze-head attention per region", fontsize=9)
+    return _save(fig, path)
+
+
+def _region_label(region) -> str:
+    name = type(region).__name__
+    if name == "Panel":
+        return f"panel {region.index}"
+    return f"box {region.x0:.0f},{region.y0:.0f},{region.x1:.0f},{region.y1:.0f}"
