@@ -304,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight attention by value-vector norms (Kobayashi et al. 2020)")
     p.add_argument("--out", default="runs/track", help="output folder (default runs/track)")
     p.set_defaults(func=cmd_track)
+
+    from .evaluation.cli import add_eval_parser
+
+    add_eval_parser(sub, _add_model_options)
     return parser
 
 

@@ -99,3 +99,68 @@ def _region_label(region) -> str:
     if name == "Panel":
         return f"panel {region.index}"
     return f"box {region.x0:.0f},{region.y0:.0f},{region.x1:.0f},{region.y1:.0f}"
+
+
+_COLOURS = {"gaze": "#4c72b0", "random": "#dd8452", "all": "#8c8c8c"}
+
+
+def accuracy_bars(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Accuracy with 95% intervals per condition (and size class if present), chance as a line."""
+    labels = [f"{r['condition']}\nK={r['k']}" + (f"\n{r['size_class']}" if "size_class" in r else "") for r in rows]
+    means = np.array([r["accuracy"] for r in rows])
+    errors = np.array([[r["accuracy"] - r["ci_low"] for r in rows], [r["ci_high"] - r["accuracy"] for r in rows]])
+    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(rows) + 1), 3.4))
+    ax.bar(range(len(rows)), means, yerr=errors, capsize=4,
+           color=[_COLOURS.get(r["condition"], "#55a868") for r in rows])
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy (95% bootstrap CI)")
+    chance = [r["chance"] for r in rows if "chance" in r]
+    if chance:
+        ax.axhline(chance[0], color="k", ls=":", lw=1, label=f"chance {chance[0]:.3f}")
+        ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def topk_curve(rows: list[dict], path: str | Path) -> Path:
+    """Accuracy against K for gaze and random heads."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for condition in ("gaze", "random"):
+        sel = sorted((r for r in rows if r["condition"] == condition), key=lambda r: r["k"])
+        if not sel:
+            continue
+        ks = [r["k"] for r in sel]
+        ax.plot(ks, [r["accuracy"] for r in sel], "o-", color=_COLOURS[condition], label=condition)
+        ax.fill_between(ks, [r["ci_low"] for r in sel], [r["ci_high"] for r in sel], color=_COLOURS[condition],
+                        alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("K heads steered")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    chance = [r["chance"] for r in rows if "chance" in r]
+    if chance:
+        ax.axhline(chance[0], color="k", ls=":", lw=1, label="chance")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def dynamic_schedules(records: list[dict], path: str | Path, n_strips: int = 4) -> Path:
+    """Scheduled vs judged panel per segment for a few strips and each condition."""
+    strips = sorted({r["strip"] for r in records})[:n_strips]
+    conditions = sorted({r["condition"] for r in records}, key=lambda c: list(_COLOURS).index(c) if c in _COLOURS else 9)
+    fig, axes = plt.subplots(1, len(strips), figsize=(3.2 * len(strips), 3), squeeze=False)
+    for ax, strip in zip(axes[0], strips):
+        for condition in conditions:
+            rec = next((r for r in records if r["strip"] == strip and r["condition"] == condition), None)
+            if rec is None:
+                continue
+            if condition == conditions[0]:
+                ax.step(range(len(rec["schedule"])), rec["schedule"], where="mid", color="k", lw=2, label="schedule")
+            judged = [j if j is not None else np.nan for j in rec["judged"]]
+            ax.plot(range(len(judged)), judged, "o", color=_COLOURS.get(condition, "#55a868"), label=condition, ms=5)
+        ax.set_title(strip[:24], fontsize=8)
+        ax.set_xlabel("segment")
+        ax.set_ylabel("panel")
+    axes[0][0].legend(fontsize=6)
+    return _save(fig, path)

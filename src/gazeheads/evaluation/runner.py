@@ -1,0 +1,224 @@
+"""Run a protocol over strips and head-set conditions, one durable JSONL record per generation.
+
+Each strip's targets are generated as one batch with a per-row bias. Records are keyed
+(protocol, condition, K, strip, target), so a rerun, or a resume after a crash, skips
+what is on disk. Under `accelerate launch`, process r of w takes strips r, r+w, ... and
+writes its own shard; the main process merges them.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.strips import Strip
+from ..errors import GazeheadsError
+from ..heads import HeadSet
+from ..model import GazeModel
+from ..ranking import Ranking
+from ..regions import Panel, Schedule
+from ..steering import DEFAULT_STRENGTH, steer
+from .judges import JudgeItem
+from .protocols import TOPK_DEFAULT, Protocol, derangement, protocol
+from .store import JsonlStore
+
+CONDITIONS = ("gaze", "random", "all")
+
+
+@dataclass
+class EvalSettings:
+    """Everything that decides what is generated (saved with the run)."""
+
+    protocol: str = "narration"
+    conditions: tuple[str, ...] = CONDITIONS
+    k: int | None = None
+    topk: tuple[int, ...] = TOPK_DEFAULT
+    topk_protocol: str = "narration"
+    question: str | None = None
+    max_new_tokens: int | None = None
+    segment_tokens: int | None = None
+    mode: str = "boost_suppress"
+    strength: float = DEFAULT_STRENGTH
+    phase: str = "prefill+decode"
+    seed: int = 0
+    control_percentile: float = 5.0
+    batch_targets: bool = True
+
+    def resolved_protocol(self) -> Protocol:
+        if self.protocol != "topk":
+            return protocol(self.protocol).with_overrides(self.question, self.max_new_tokens, self.segment_tokens)
+        base = protocol(self.topk_protocol).with_overrides(self.question, self.max_new_tokens, self.segment_tokens)
+        return replace(base, name="topk")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_k(total_heads: int) -> int:
+    """About 8.7% of heads, the paper's 100 of 1,152; at least 1."""
+    return max(1, round(total_heads * 100 / 1152))
+
+
+def condition_plan(ranking: Ranking, settings: EvalSettings) -> list[tuple[str, int, HeadSet | None]]:
+    """(condition, K, head set) triples to run; condition 'baseline' has no heads."""
+    total = ranking.shape.total
+    if settings.protocol == "topk":
+        plan = []
+        for k in sorted({min(k, total) for k in settings.topk}):
+            plan.append(("gaze", k, ranking.top(k)))
+            if "random" in settings.conditions:
+                plan.append(("random", k, _control(ranking, k, settings)))
+        return plan
+    k = settings.k or default_k(total)
+    sets = {"gaze": lambda: ranking.top(k), "random": lambda: _control(ranking, k, settings),
+            "all": ranking.all_heads}
+    unknown = set(settings.conditions) - set(sets)
+    if unknown:
+        raise GazeheadsError(f"Unknown condition(s) {sorted(unknown)}.", f"Use some of {', '.join(CONDITIONS)}.")
+    return [(c, k if c != "all" else total, sets[c]()) for c in settings.conditions]
+
+
+def _control(ranking: Ranking, k: int, settings: EvalSettings) -> HeadSet:
+    return ranking.random_control(k, seed=settings.seed, percentile=settings.control_percentile)
+
+
+def record_key(protocol_name: str, condition: str, k: int, strip_id: str, target: object) -> str:
+    return f"{protocol_name}|{condition}|k={k}|{strip_id}|{target}"
+
+
+def strip_rng(strip_id: str, seed: int) -> random.Random:
+    """A stream that depends only on the strip and the seed (same on every process)."""
+    return random.Random(zlib.crc32(f"{seed}:{strip_id}".encode()))
+
+
+@dataclass
+class Generation:
+    text: str
+    segments: list[str] = field(default_factory=list)
+    n_tokens: int = 0
+
+
+def _generate(gm: GazeModel, strip: Strip, spec: Protocol, heads: HeadSet | None, targets: list,
+              settings: EvalSettings) -> list[Generation]:
+    """Generate one answer per target (batched as rows, or one at a time)."""
+    if not targets:
+        return []
+    if not settings.batch_targets and len(targets) > 1:
+        return [g for t in targets for g in _generate(gm, strip, spec, heads, [t], settings)]
+    encoded = gm.encode(strip, [spec.question] * len(targets))
+    if heads is None:
+        ids = gm.generate_ids(encoded, spec.max_new_tokens)
+    else:
+        with steer(gm, heads, targets, encoded, mode=settings.mode, strength=settings.strength,
+                   phase=settings.phase):
+            ids = gm.generate_ids(encoded, spec.max_new_tokens)
+    return [split_generation(gm, row, spec) for row in ids]
+
+
+def split_generation(gm: GazeModel, ids: torch.Tensor, spec: Protocol) -> Generation:
+    eos = {gm.tokenizer.eos_token_id, gm.tokenizer.pad_token_id}
+    kept = ids.tolist()
+    for i, token in enumerate(kept):
+        if token in eos:
+            kept = kept[:i]
+            break
+    text = gm.decode(torch.tensor([kept]))[0] if kept else ""
+    segments = []
+    if spec.segment_tokens:
+        size = spec.segment_tokens
+        segments = [gm.decode(torch.tensor([kept[i : i + size]]))[0] if kept[i : i + size] else ""
+                    for i in range(0, spec.max_new_tokens, size)]
+    return Generation(text, segments, len(kept))
+
+
+def _judge_item(strip: Strip, text: str, baseline: str | None, key: str) -> JudgeItem:
+    return JudgeItem(text=text, n_panels=strip.n_panels, captions=strip.captions,
+                     attributes=strip.meta.get("attributes"), baseline=baseline, image=strip.image, key=key)
+
+
+def static_record(spec, condition, k, strip, target, gen, baseline, judge) -> dict:
+    """The judged record of one steered answer (target = 1-based panel)."""
+    key = record_key(spec.name, condition, k, strip.comic_id, target)
+    verdict = judge.judge(_judge_item(strip, gen.text, baseline, key))
+    return {"key": key, "protocol": spec.name, "condition": condition, "k": k,
+            "strip": strip.comic_id, "target": target, "n_panels": strip.n_panels,
+            "text": gen.text, "baseline": baseline, "n_tokens": gen.n_tokens,
+            "verdict": verdict.to_dict(), "hit": verdict.hit(target), "junk": verdict.junk}
+
+
+def dynamic_record(spec, condition, k, strip, gen, baseline_gen, order, judge) -> dict:
+    """The judged record of one dynamic narration: one verdict per segment, Spearman per strip."""
+    from .stats import spearman
+
+    key = record_key(spec.name, condition, k, strip.comic_id, "-".join(map(str, order)))
+    verdicts, judged = [], []
+    for i, (segment, target) in enumerate(zip(gen.segments, order)):
+        base = baseline_gen.segments[i] if baseline_gen and i < len(baseline_gen.segments) else None
+        verdict = judge.judge(_judge_item(strip, segment, base, f"{key}#{i}"))
+        verdicts.append(verdict)
+        judged.append(verdict.choice if not verdict.junk else None)
+    hits = [v.hit(t) for v, t in zip(verdicts, order)]
+    pairs = [(t, j) for t, j in zip(order, judged) if j is not None]
+    rho = spearman([p[0] for p in pairs], [p[1] for p in pairs]) if len(pairs) >= 2 else float("nan")
+    return {"key": key, "protocol": spec.name, "condition": condition, "k": k, "strip": strip.comic_id,
+            "schedule": order, "segment_tokens": spec.segment_tokens, "n_panels": strip.n_panels,
+            "text": gen.text, "segments": gen.segments, "judged": judged, "segment_hits": hits,
+            "verdicts": [v.to_dict() for v in verdicts], "spearman": rho,
+            "hit": sum(hits) / len(hits) if hits else 0.0, "junk": all(v.junk for v in verdicts)}
+
+
+def evaluate_strips(
+    gm: GazeModel,
+    ranking: Ranking,
+    strips: Sequence[Strip],
+    settings: EvalSettings,
+    judge,
+    store: JsonlStore,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+    on_record: Callable[[dict], None] | None = None,
+) -> JsonlStore:
+    """Generate and judge every (strip, condition, target) not yet in `store`."""
+    ranking.check_compatible(gm)
+    spec = settings.resolved_protocol()
+    plan = condition_plan(ranking, settings)
+    rank, world = shard
+    mine = list(strips)[rank::world]
+    for strip in tqdm(mine, desc=f"{settings.protocol} [{rank}/{world}]", unit="strip", disable=not progress):
+        baseline_key = record_key(spec.name, "baseline", 0, strip.comic_id, "-")
+        if baseline_key not in store:
+            gen = _generate(gm, strip, spec, None, [None], settings)[0]
+            store.add([{"key": baseline_key, "protocol": spec.name, "condition": "baseline", "k": 0,
+                        "strip": strip.comic_id, "text": gen.text, "segments": gen.segments,
+                        "n_tokens": gen.n_tokens}])
+        baseline = store.records[baseline_key]
+        for condition, k, heads in plan:
+            if spec.segment_tokens:
+                order = derangement(strip.n_panels, strip_rng(strip.comic_id, settings.seed))
+                key = record_key(spec.name, condition, k, strip.comic_id, "-".join(map(str, order)))
+                if key in store:
+                    continue
+                schedule = Schedule.every(spec.segment_tokens, [Panel(p) for p in order])
+                gen = _generate(gm, strip, spec, heads, [schedule], settings)[0]
+                base = Generation(baseline["text"], baseline.get("segments", []))
+                records = [dynamic_record(spec, condition, k, strip, gen, base, order, judge)]
+            else:
+                targets = [p for p in range(1, strip.n_panels + 1)
+                           if record_key(spec.name, condition, k, strip.comic_id, p) not in store]
+                if not targets:
+                    continue
+                gens = _generate(gm, strip, spec, heads, [Panel(p) for p in targets], settings)
+                records = [static_record(spec, condition, k, strip, t, g, baseline["text"], judge)
+                           for t, g in zip(targets, gens)]
+            store.add(records)
+            if on_record:
+                for record in records:
+                    on_record(record)
+    return store
