@@ -134,17 +134,25 @@ def test_ground_truth_needs_captions_or_attributes():
 
 
 def test_answer_identical_to_baseline_is_a_miss_but_keeps_its_choice():
-    verdict = GroundTruthJudge().judge(item("Red circle.", baseline="red circle"))
+    paper_rule = GroundTruthJudge(baseline_threshold=0.85)
+    verdict = paper_rule.judge(item("Red circle.", baseline="red circle"))
     assert verdict.choice == 1 and verdict.same_as_baseline and not verdict.hit(1)
     assert verdict.detail["baseline_jaccard"] == 1.0
-    assert GroundTruthJudge().judge(item("blue star", baseline="red circle")).hit(2)
+    assert paper_rule.judge(item("blue star", baseline="red circle")).hit(2)
+
+
+def test_exact_ground_truth_does_not_apply_the_baseline_rule_by_default():
+    verdict = GroundTruthJudge().judge(item("Red circle.", baseline="red circle"))
+    assert verdict.hit(1) and not verdict.same_as_baseline
+    assert verdict.detail["baseline_jaccard"] == 1.0
 
 
 @pytest.mark.parametrize("shared, same", [(17, True), (16, False)])  # Jaccard 17/20 = 0.85, 16/20 = 0.8
 def test_baseline_rule_threshold_is_word_jaccard_085(shared, same):
     vocab = [f"w{i}" for i in range(20)]
     captions = ["w0", "x1", "x2"]
-    verdict = GroundTruthJudge().judge(item(" ".join(vocab[:shared]), captions=captions, baseline=" ".join(vocab)))
+    verdict = GroundTruthJudge(baseline_threshold=0.85).judge(
+        item(" ".join(vocab[:shared]), captions=captions, baseline=" ".join(vocab)))
     assert verdict.choice == 1 and verdict.same_as_baseline is same and verdict.hit(1) is not same
 
 

@@ -252,6 +252,31 @@ def cmd_track(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .mainjob import run_main_job
+
+    return run_main_job(args)
+
+
+def cmd_synth(args) -> int:
+    from .synth import write_synthetic_comics, write_synthetic_scenes
+
+    out = Path(args.out)
+    if args.n_strips:
+        folders = write_synthetic_comics(out / "comics", args.n_strips, seed=args.seed, n_panels=args.n_panels)
+        print(f"wrote {len(folders)} strips to {out / 'comics'} (p1..p{args.n_panels}.png, captions.json)")
+    if args.scenes:
+        instances = write_synthetic_scenes(out / "scenes", args.scenes, seed=args.seed)
+        print(f"wrote {args.scenes} scenes and {instances}")
+    return 0
+
+
+def cmd_train_tiny(args, extra: list[str]) -> int:
+    from .tiny.train import main as train_main
+
+    return train_main(extra)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gazeheads",
@@ -308,11 +333,57 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation.cli import add_eval_parser
 
     add_eval_parser(sub, _add_model_options)
+
+    p = sub.add_parser("run", help="the main job: discover, steer, evaluate and track, with an HTML report",
+                       description="Discover gaze heads, steer with top-K gaze heads, K random non-gaze heads "
+                                   "and all heads (ambiguous panel question, VQA, dynamic narration, scene "
+                                   "boxes), track a steered narration, and write runs/<name>/ with the ranking, "
+                                   "every generation, summary.json and report.html. With no options it uses "
+                                   "the bundled tiny model and synthetic strips (no download).")
+    _add_model_options(p)
+    p.add_argument("--comics", default=None,
+                   help="strips for a real model: folder or hf:baulab/openai-comic-strips (first strips for "
+                        "discovery, the rest for evaluation); default: synthetic strips")
+    p.add_argument("--quick", action="store_true", help="a small run (a minute on a CPU) that exercises every step")
+    p.add_argument("--discover-strips", type=int, default=None, help="strips for discovery (default 40; quick 8)")
+    p.add_argument("--n-strips", type=int, default=None, help="held-out strips to evaluate (default 100; quick 6)")
+    p.add_argument("--scenes", type=int, default=None, help="synthetic scenes for box steering (default 100; quick 8)")
+    p.add_argument("--strip-height", type=int, default=None, help="stitched strip height for a real model (256)")
+    p.add_argument("-k", "--k", type=int, default=None, help="heads per condition (default about 9%% of heads)")
+    p.add_argument("--control-percentile", type=float, default=None,
+                   help="random control heads come from heads at or below this percentile "
+                        "(default 5; 50 for the bundled model, which has only 48 heads)")
+    p.add_argument("--judge", default="truth", help="judge spec as in `gazeheads eval` (default truth)")
+    p.add_argument("--seed", type=int, default=0, help="seed for random heads and schedules")
+    p.add_argument("--name", default=None, help="run name: output goes to OUT_ROOT/NAME (default main or quick)")
+    p.add_argument("--out-root", default="runs", help="folder holding runs (default runs)")
+    p.set_defaults(func=cmd_run)
+
+    data = sub.add_parser("data", help="data tools: synthetic comics and scenes",
+                          description="Data tools.").add_subparsers(dest="data_command", required=True,
+                                                                     metavar="DATA_COMMAND")
+    p = data.add_parser("synth", help="write seeded synthetic comic strips and COCO-style scenes",
+                        description="Write synthetic strips (ROOT/comics/<id>/p1..pN.png + captions.json + "
+                                    "attributes.json) and scenes (ROOT/scenes/*.png + instances.json).")
+    p.add_argument("--out", default="data/synth", help="output folder (default data/synth)")
+    p.add_argument("--n-strips", type=int, default=100, help="number of strips (default 100)")
+    p.add_argument("--n-panels", type=int, default=6, help="panels per strip (default 6)")
+    p.add_argument("--scenes", type=int, default=50, help="number of scenes (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="first seed; strip i uses seed+i (default 0)")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train-tiny", add_help=False,
+                       help="retrain the bundled tiny Qwen3-VL (options: gazeheads train-tiny --help)",
+                       description="Train the tiny model from scratch; all options go to gazeheads.tiny.train.")
+    p.set_defaults(func=cmd_train_tiny, passthrough=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train-tiny"]:
+        return cmd_train_tiny(None, argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -159,11 +159,11 @@ def junk_reason(
     return None
 
 
-def _with_baseline_rule(verdict: Verdict, item: JudgeItem, threshold: float) -> Verdict:
+def _with_baseline_rule(verdict: Verdict, item: JudgeItem, threshold: float | None) -> Verdict:
     if item.baseline is not None:
         similarity = word_jaccard(item.text, item.baseline)
         verdict.detail["baseline_jaccard"] = round(similarity, 4)
-        verdict.same_as_baseline = similarity >= threshold
+        verdict.same_as_baseline = threshold is not None and similarity >= threshold
     return verdict
 
 
@@ -171,7 +171,7 @@ class Judge:
     """One interface: `check_ready()` before any generation, then `judge(item) -> Verdict`."""
 
     name: str = "judge"
-    baseline_threshold: float = BASELINE_JACCARD
+    baseline_threshold: float | None = BASELINE_JACCARD
 
     def check_ready(self) -> None:
         """Raise a JudgeError now if judging would fail later (missing key, model, endpoint)."""
@@ -301,6 +301,11 @@ class GroundTruthJudge(Judge):
     Panels: the panel whose caption the answer mentions first (whole words, after
     normalisation; the longest of overlapping matches wins). Objects: the category whose
     name, a synonym or a plural is mentioned first. An answer naming nothing is junk.
+
+    The near-identical-to-baseline rule is off by default here: the answer is checked
+    against exact ground truth, so an unsteered answer that happens to name the target
+    (panel 1 for the bundled model's ambiguous question) is a correct forced choice, and
+    chance stays 1/N. Pass `baseline_threshold=0.85` to apply the paper's rule anyway.
     """
 
     name = "truth"
@@ -310,7 +315,7 @@ class GroundTruthJudge(Judge):
         *,
         synonyms: Mapping[str, Sequence[str]] | None = None,
         attribute_keys: Sequence[str] = ("colour", "shape"),
-        baseline_threshold: float = BASELINE_JACCARD,
+        baseline_threshold: float | None = None,
     ) -> None:
         self.synonyms = COCO_SYNONYMS if synonyms is None else dict(synonyms)
         self.attribute_keys = tuple(attribute_keys)
