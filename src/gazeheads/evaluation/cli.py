@@ -105,7 +105,7 @@ def cmd_eval(args) -> int:
 
     out = Path(args.out or f"runs/eval-{args.protocol}")
     settings = settings_from_args(args)
-    judge_kw = {"cache_path": args.judge_cache or out / "verdicts.jsonl"} if args.judge.split(":")[0] in (
+    judge_kw = {"cache": args.judge_cache or out / "verdicts.jsonl"} if args.judge.split(":")[0] in (
         "anthropic", "openai") else {}
     judge = make_judge(args.judge, **judge_kw)
     judge.check_ready()  # a missing key or endpoint fails before any generation

@@ -191,13 +191,18 @@ def evaluate_strips(
     plan = condition_plan(ranking, settings)
     rank, world = shard
     mine = list(strips)[rank::world]
+
+    def save(records: list[dict]) -> None:
+        store.add(records)
+        for record in records if on_record else []:
+            on_record(record)
+
     for strip in tqdm(mine, desc=f"{settings.protocol} [{rank}/{world}]", unit="strip", disable=not progress):
         baseline_key = record_key(spec.name, "baseline", 0, strip.comic_id, "-")
         if baseline_key not in store:
             gen = _generate(gm, strip, spec, None, [None], settings)[0]
-            store.add([{"key": baseline_key, "protocol": spec.name, "condition": "baseline", "k": 0,
-                        "strip": strip.comic_id, "text": gen.text, "segments": gen.segments,
-                        "n_tokens": gen.n_tokens}])
+            save([{"key": baseline_key, "protocol": spec.name, "condition": "baseline", "k": 0,
+                   "strip": strip.comic_id, "text": gen.text, "segments": gen.segments, "n_tokens": gen.n_tokens}])
         baseline = store.records[baseline_key]
         for condition, k, heads in plan:
             if spec.segment_tokens:
@@ -217,8 +222,5 @@ def evaluate_strips(
                 gens = _generate(gm, strip, spec, heads, [Panel(p) for p in targets], settings)
                 records = [static_record(spec, condition, k, strip, t, g, baseline["text"], judge)
                            for t, g in zip(targets, gens)]
-            store.add(records)
-            if on_record:
-                for record in records:
-                    on_record(record)
+            save(records)
     return store

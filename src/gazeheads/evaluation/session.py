@@ -37,9 +37,10 @@ def current_process() -> ProcessInfo:
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return ProcessInfo()
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())  # gloo on CPU, nccl on GPUs
     return ProcessInfo(state.process_index, state.num_processes, str(state.device))
 
 
@@ -47,9 +48,10 @@ def wait_for_everyone() -> None:
     import os
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
         from accelerate import PartialState
 
-        PartialState().wait_for_everyone()
+        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
 
 
 def open_store(run_dir: Path, process: ProcessInfo, resume: bool) -> JsonlStore:
