@@ -115,10 +115,18 @@ def test_every_option_is_explained():
     parser = cli.build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command").choices
     assert set(subparsers) >= {"discover", "steer", "track"}
-    for name, sub in subparsers.items():
-        for action in sub._actions:
+    assert set(subparsers) >= {"eval", "run", "data"}
+
+    def check(name, parser):
+        for action in parser._actions:
             if action.dest != "help":
                 assert action.help, f"{name} {action.option_strings} has no help"
+            if isinstance(action, type(next(a for a in cli.build_parser()._actions if a.dest == "command"))):
+                for sub_name, sub in action.choices.items():
+                    check(f"{name} {sub_name}", sub)
+
+    for name, sub in subparsers.items():
+        check(name, sub)
 
 
 def test_console_script_help_runs():

@@ -61,11 +61,17 @@ def _add_steering_options(parser: argparse.ArgumentParser, required: bool) -> No
     target.add_argument("--box", help="steer to a pixel box x0,y0,x1,y1 of the image as given")
     target.add_argument("--schedule",
                         help="move the target during generation: 'STEP:PANEL,...' e.g. '0:3,10:1,20:5'")
-    group.add_argument("--mode", default="boost_suppress",
-                       choices=("boost_suppress", "suppress_image", "suppress_all", "max_suppress_all"),
+    add_bias_options(group)
+
+
+def add_bias_options(group) -> None:
+    """--mode, --strength and --phase, shared by every command that steers."""
+    from .steering import DEFAULT_STRENGTH, MODES, PHASES
+
+    group.add_argument("--mode", default=MODES[0], choices=MODES,
                        help="bias mode (default boost_suppress: +B on target, -B on other image tokens)")
-    group.add_argument("--strength", type=float, default=10000.0, help="bias size B (default 10000)")
-    group.add_argument("--phase", choices=("prefill+decode", "decode"), default="prefill+decode",
+    group.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help="bias size B (default 10000)")
+    group.add_argument("--phase", choices=PHASES, default=PHASES[0],
                        help="bias every query (default) or only the queries that generate tokens")
 
 
@@ -195,17 +201,21 @@ def cmd_discover(args) -> int:
     return 0
 
 
-def cmd_steer(args) -> int:
+def _prepare_generation(args):
+    """Model, head set, question, encoded prompt and target shared by `steer` and `track`."""
     from . import prompts
-    from .steering import steer
 
     gm = _load_model(args)
     image = _load_image(args)
-    ranking = _load_ranking(args, gm)
-    heads = _head_set(args, gm, ranking)
+    heads = _head_set(args, gm, _load_ranking(args, gm))
     question = args.question or prompts.NARRATION_QUESTION
-    encoded = gm.encode(image, question)
-    target = _target(args)
+    return gm, heads, question, gm.encode(image, question), _target(args)
+
+
+def cmd_steer(args) -> int:
+    from .steering import steer
+
+    gm, heads, question, encoded, target = _prepare_generation(args)
     result = {"question": question, "heads": args.heads, "k": len(heads), "target": repr(target)}
     if args.baseline:
         result["baseline"] = gm.generate(encoded, args.max_new_tokens)[0]
@@ -221,17 +231,11 @@ def cmd_steer(args) -> int:
 def cmd_track(args) -> int:
     import contextlib
 
-    from . import plots, prompts
+    from . import plots
     from .steering import steer
     from .tracking import track
 
-    gm = _load_model(args)
-    image = _load_image(args)
-    ranking = _load_ranking(args, gm)
-    heads = _head_set(args, gm, ranking)
-    question = args.question or prompts.NARRATION_QUESTION
-    encoded = gm.encode(image, question)
-    target = _target(args)
+    gm, heads, question, encoded, target = _prepare_generation(args)
     steering = (steer(gm, heads, target, encoded, mode=args.mode, strength=args.strength, phase=args.phase)
                 if target is not None else contextlib.nullcontext())
     with steering, track(gm, heads, encoded, value_weighted=args.value_weighted) as tracker:
@@ -361,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="data tools: synthetic comics and scenes",
                           description="Data tools.").add_subparsers(dest="data_command", required=True,
-                                                                     metavar="DATA_COMMAND")
+                                                                     metavar="DATA_COMMAND", help="data tool")
     p = data.add_parser("synth", help="write seeded synthetic comic strips and COCO-style scenes",
                         description="Write synthetic strips (ROOT/comics/<id>/p1..pN.png + captions.json + "
                                     "attributes.json) and scenes (ROOT/scenes/*.png + instances.json).")

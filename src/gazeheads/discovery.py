@@ -97,30 +97,28 @@ def strip_matrices(gm: GazeModel, strip: Strip) -> np.ndarray:
     positions = [gm.adapter.position_ids(gm.model, e.inputs) for e in encodings]
     prefix = _common_prefix_len(ids)
     last_image = int(encodings[0].geometries[0].positions.max())
-    if positions[0] is None or prefix <= last_image or n == 1 or min(len(s) for s in ids) == prefix:
+    if prefix <= last_image or n == 1 or min(len(s) for s in ids) == prefix:
         return strip_matrices_per_question(gm, strip)
 
     first = encodings[0].inputs
     base = gm.adapter.base_model(gm.model)
-    prefix_inputs = {k: v for k, v in first.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-    prefix_inputs.update(
-        input_ids=first["input_ids"][:, :prefix],
-        attention_mask=first["attention_mask"][:, :prefix],
-        position_ids=positions[0][..., :prefix],
-    )
-    if "mm_token_type_ids" in first:
-        prefix_inputs["mm_token_type_ids"] = first["mm_token_type_ids"][:, :prefix]
-
+    # Every per-token input is cut to the prefix; image tensors go in whole.
+    prefix_inputs = {key: (value[:, :prefix] if _is_per_token(value, first) else value) for key, value in first.items()}
     suffix_lens = [len(s) - prefix for s in ids]
     width = max(suffix_lens)
     pad = gm.tokenizer.pad_token_id
     suffix_ids = torch.full((n, width), pad, dtype=torch.long, device=gm.device)
-    suffix_pos = torch.zeros((positions[0].shape[0], n, width), dtype=torch.long, device=gm.device)
-    for row, (seq, pos, length) in enumerate(zip(ids, positions, suffix_lens)):
+    for row, (seq, length) in enumerate(zip(ids, suffix_lens)):
         suffix_ids[row, :length] = seq[prefix:]
-        suffix_pos[:, row, :length] = pos[:, 0, prefix:]
-        # Right padding: pad positions continue the sequence; causal masking hides them from real tokens.
-        suffix_pos[:, row, length:] = pos[:, 0, -1:] + torch.arange(1, width - length + 1, device=gm.device)
+    suffix_inputs = {"input_ids": suffix_ids}
+    if positions[0] is not None:  # explicit (e.g. multimodal RoPE) positions; else the cache length sets them
+        prefix_inputs["position_ids"] = positions[0][..., :prefix]
+        suffix_pos = torch.zeros((*positions[0].shape[:-2], n, width), dtype=torch.long, device=gm.device)
+        for row, (pos, length) in enumerate(zip(positions, suffix_lens)):
+            suffix_pos[..., row, :length] = pos[..., 0, prefix:]
+            # Right padding: pad positions continue the sequence; causal masking hides them from real tokens.
+            suffix_pos[..., row, length:] = pos[..., 0, -1:] + torch.arange(1, width - length + 1, device=gm.device)
+        suffix_inputs["position_ids"] = suffix_pos
     query_index = torch.tensor([length - 1 for length in suffix_lens], device=gm.device)
 
     recorder = _PanelMassRecorder(_panel_membership(encodings[0], n, prefix), shape.n_layers)
@@ -130,8 +128,14 @@ def strip_matrices(gm: GazeModel, strip: Strip) -> np.ndarray:
         cache.batch_repeat_interleave(n)
         with hook.attach_plan(gm.attention_modules()) as plan:
             plan.captures.append(request)
-            base(input_ids=suffix_ids, position_ids=suffix_pos, past_key_values=cache, use_cache=True)
+            base(**suffix_inputs, past_key_values=cache, use_cache=True)
     return recorder.matrices()
+
+
+def _is_per_token(value, inputs) -> bool:
+    """True for tensors laid out (batch, prompt tokens), like input_ids and attention_mask."""
+    ids = inputs["input_ids"]
+    return isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape == ids.shape
 
 
 def _strip_key(index: int, strip: Strip) -> str:

@@ -42,12 +42,9 @@ def add_eval_parser(sub, add_model_options) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None, help="override the protocol's generation length")
     p.add_argument("--segment-tokens", type=int, default=None,
                    help="dynamic: tokens per target segment (default 50)")
-    p.add_argument("--mode", default="boost_suppress",
-                   choices=("boost_suppress", "suppress_image", "suppress_all", "max_suppress_all"),
-                   help="bias mode (default boost_suppress)")
-    p.add_argument("--strength", type=float, default=10000.0, help="bias size B (default 10000)")
-    p.add_argument("--phase", choices=("prefill+decode", "decode"), default="prefill+decode",
-                   help="bias every query (default) or only the queries that generate tokens")
+    from ..cli import add_bias_options
+
+    add_bias_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed for random heads, derangements and sampling")
     p.add_argument("--control-percentile", type=float, default=5.0,
                    help="random control heads come from heads at or below this score percentile (default 5)")
