@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from transformers.cache_utils import DynamicLayer
+
 from . import hook, prompts
 from .data.strips import Strip
 from .errors import DataError, RegionError
@@ -76,6 +78,34 @@ def strip_matrices_per_question(gm: GazeModel, strip: Strip) -> np.ndarray:
     return out
 
 
+class _SharedPrefixLayer(DynamicLayer):
+    """A prefix cache layer read by `batch` rows at once, for one forward.
+
+    `update` returns the prefix (expanded, not copied) followed by the new keys and values
+    without storing them, so the N question suffixes need no N copies of the prefix cache.
+    """
+
+    def __init__(self, layer: DynamicLayer, batch: int) -> None:
+        super().__init__()
+        self.keys, self.values = layer.keys, layer.values
+        self.dtype, self.device = layer.keys.dtype, layer.keys.device
+        self.is_initialized = True
+        self.batch = batch
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        keys = torch.cat([self.keys.expand(self.batch, -1, -1, -1), key_states], dim=-2)
+        values = torch.cat([self.values.expand(self.batch, -1, -1, -1), value_states], dim=-2)
+        return keys, values
+
+
+def _share_prefix(cache, batch: int) -> None:
+    """Let `batch` rows read the batch-1 prefix cache (plain dynamic layers are shared, others repeated)."""
+    if all(type(layer) is DynamicLayer for layer in cache.layers):
+        cache.layers = [_SharedPrefixLayer(layer, batch) for layer in cache.layers]
+    else:
+        cache.batch_repeat_interleave(batch)
+
+
 def _common_prefix_len(sequences: Sequence[torch.Tensor]) -> int:
     shortest = min(len(s) for s in sequences)
     stacked = torch.stack([s[:shortest] for s in sequences])
@@ -101,6 +131,7 @@ def strip_matrices(gm: GazeModel, strip: Strip) -> np.ndarray:
         return strip_matrices_per_question(gm, strip)
 
     first = encodings[0].inputs
+    del encodings[1:]  # their pixel values are the same image: keep one copy alive
     base = gm.adapter.base_model(gm.model)
     # Every per-token input is cut to the prefix; image tensors go in whole.
     prefix_inputs = {key: (value[:, :prefix] if _is_per_token(value, first) else value) for key, value in first.items()}
@@ -125,7 +156,7 @@ def strip_matrices(gm: GazeModel, strip: Strip) -> np.ndarray:
     request = hook.CaptureRequest(frozenset(range(shape.n_layers)), recorder, query_index=query_index)
     with torch.inference_mode():
         cache = base(**prefix_inputs, use_cache=True).past_key_values
-        cache.batch_repeat_interleave(n)
+        _share_prefix(cache, n)
         with hook.attach_plan(gm.attention_modules()) as plan:
             plan.captures.append(request)
             base(**suffix_inputs, past_key_values=cache, use_cache=True)

@@ -34,8 +34,8 @@ _PLAN_ATTR = "_gazeheads_plan"
 class BiasSource(Protocol):
     """Something that adds a bias to some heads' logits (steering implements it)."""
 
-    def head_mask(self, layer: int) -> torch.Tensor | None:
-        """Float (n_query_heads,) with 1 on biased heads of `layer`, or None if none."""
+    def head_mask(self, layer: int, device: torch.device) -> torch.Tensor | None:
+        """Float (n_query_heads,) on `device` with 1 on biased heads of `layer`, or None if none."""
 
     def row_bias(self, q_len: int, k_len: int, device: torch.device) -> torch.Tensor | None:
         """Float32 bias of shape (batch, q_rows, k_len), q_rows 1 or q_len; None when inactive."""
@@ -87,44 +87,56 @@ def _additive_mask(
     return mask.float().clamp(min=low)
 
 
-def _layer_bias(plan: AttentionPlan, layer: int, q_len: int, k_len: int, device) -> torch.Tensor | None:
-    """Sum of all bias sources for `layer`, (batch, query_heads, q_rows, k_len) float32."""
-    total = None
+@dataclass
+class HeadBias:
+    """The bias of one layer: which query heads get one, and its values per head."""
+
+    heads: torch.Tensor  # (steered,) query-head indices
+    values: torch.Tensor  # (batch, steered, q_rows, keys) float32, q_rows 1 or q_len
+
+
+def _layer_bias(plan: AttentionPlan, layer: int, q_len: int, k_len: int, device) -> HeadBias | None:
+    """Sum of all bias sources for `layer`, kept only for the heads that have one."""
+    parts = []
     for source in plan.biases:
-        heads = source.head_mask(layer)
+        heads = source.head_mask(layer, device)
         if heads is None:
             continue
         rows = source.row_bias(q_len, k_len, device)
-        if rows is None:
-            continue
-        bias = rows[:, None, :, :] * heads.to(device)[None, :, None, None]
-        total = bias if total is None else total + bias
-    return total
+        if rows is not None:
+            parts.append((heads, rows))
+    if not parts:
+        return None
+    steered = torch.stack([h for h, _ in parts]).sum(0).nonzero().flatten()
+    values = sum(rows[:, None, :, :] * heads[steered][None, :, None, None] for heads, rows in parts)
+    return HeadBias(steered, values)
 
 
-def _biased_sdpa(module, query, key, value, base_mask, bias, scaling, dropout) -> torch.Tensor:
-    """SDPA with an additive float mask that includes a per-head bias; output (b, q, h, d)."""
-    batch, n_heads, q_len, dim = query.shape
-    low = torch.finfo(query.dtype).min
-    mask = bias if base_mask is None else base_mask + bias
-    mask = mask.clamp(min=low).to(query.dtype)
+def _biased_sdpa(module, query, key, value, attention_mask, base_mask, bias: HeadBias, scaling, dropout, **kwargs):
+    """SDPA for every head, then the biased heads again with their bias in the mask; output (b, q, h, d).
+
+    Only the steered heads pay for a float mask, so unsteered heads keep the fast kernel.
+    """
+    n_heads = query.shape[1]
     n_rep = n_heads // key.shape[1]
-    if q_len == 1 and n_rep > 1:
-        # Decode step: view query heads as (kv_head, group) rows so K/V need no repeat.
-        packed_q = query.reshape(batch, key.shape[1], n_rep, dim)
-        packed_mask = mask.expand(batch, n_heads, 1, -1).reshape(batch, key.shape[1], n_rep, -1)
-        out = torch.nn.functional.scaled_dot_product_attention(
-            packed_q, key, value, attn_mask=packed_mask, dropout_p=dropout, scale=scaling
-        )
-        out = out.reshape(batch, n_heads, 1, value.shape[-1])
-    else:
-        out = torch.nn.functional.scaled_dot_product_attention(
-            query, repeat_kv(key, n_rep), repeat_kv(value, n_rep), attn_mask=mask, dropout_p=dropout, scale=scaling
-        )
-    return out.transpose(1, 2).contiguous()
+    steered = bias.heads
+    low = torch.finfo(query.dtype).min
+    mask = bias.values.clamp(min=low) if base_mask is None else (base_mask + bias.values).clamp_(min=low)
+    mask = mask.to(query.dtype)
+    kv_index = steered // n_rep
+    out_steered = torch.nn.functional.scaled_dot_product_attention(
+        query[:, steered], key[:, kv_index], value[:, kv_index], attn_mask=mask, dropout_p=dropout, scale=scaling
+    ).transpose(1, 2)
+    if len(steered) == n_heads:
+        return out_steered.contiguous()
+    output, _ = sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+    )
+    output[:, :, steered] = out_steered.to(output.dtype)
+    return output
 
 
-def _captured_rows(query, key, base_mask, bias, scaling, query_index) -> torch.Tensor:
+def _captured_rows(query, key, base_mask, bias: HeadBias | None, scaling, query_index) -> torch.Tensor:
     """Post-softmax attention of one query row per batch row: (batch, query_heads, keys) float32."""
     batch, n_heads, q_len, dim = query.shape
     n_kv = key.shape[1]
@@ -140,8 +152,8 @@ def _captured_rows(query, key, base_mask, bias, scaling, query_index) -> torch.T
         full = base_mask.expand(batch, -1, q_len, -1)
         logits = logits + full[batch_idx, 0, rows][:, None, :]
     if bias is not None:
-        bias_rows = rows if bias.shape[2] == q_len else torch.zeros_like(rows)
-        logits = logits + bias.expand(batch, -1, -1, -1)[batch_idx, :, bias_rows]
+        bias_rows = rows if bias.values.shape[2] == q_len else torch.zeros_like(rows)
+        logits[:, bias.heads] += bias.values.expand(batch, -1, -1, -1)[batch_idx, :, bias_rows]
     logits = logits.clamp(min=torch.finfo(torch.float32).min)
     return torch.softmax(logits, dim=-1)
 
@@ -173,7 +185,7 @@ def gaze_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     else:
-        output = _biased_sdpa(module, query, key, value, base_mask, bias, scaling, dropout)
+        output = _biased_sdpa(module, query, key, value, attention_mask, base_mask, bias, scaling, dropout, **kwargs)
     for capture in captures:
         probs = _captured_rows(query, key, base_mask, bias, scaling, capture.query_index)
         capture.callback(layer, probs, value)

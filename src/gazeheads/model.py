@@ -55,10 +55,13 @@ class GazeModel:
     With nothing requested the function is plain SDPA, so outputs equal the stock model's.
     """
 
-    def __init__(self, model: nn.Module, processor, *, name: str = "", revision: str | None = None) -> None:
+    def __init__(self, model: nn.Module, processor, *, name: str = "", revision: str | None = None,
+                 adapter: Adapter | None = None) -> None:
         self.model = model.eval()
         self.processor = processor
-        self.adapter: Adapter = adapter_for(model)
+        self.adapter: Adapter = adapter if adapter is not None else adapter_for(model, processor)
+        if self.adapter.processor is None:
+            self.adapter.processor = processor
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.revision = revision
         hook.register()
@@ -112,7 +115,7 @@ class GazeModel:
         pil = [im.image if isinstance(im, Strip) else im.convert("RGB") for im in images]
         layouts = [im.panel_boxes if isinstance(im, Strip) else None for im in images]
         texts = [self.chat_text(q) for q in questions]
-        inputs = self.processor(text=texts, images=pil, return_tensors="pt", padding=True)
+        inputs = self.adapter.process(self.processor, texts, pil)
         geometries = self.adapter.image_geometries(self.model, inputs, [im.size for im in pil], layouts)
         return Encoded(inputs.to(self.device), geometries, questions)
 

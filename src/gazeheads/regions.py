@@ -7,6 +7,7 @@ prompt and which pixels each token covers, and turns a region into token positio
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence, Union
 
@@ -78,12 +79,83 @@ class Schedule:
 Target = Union[Region, Schedule]
 
 
+class UnseenPixelsWarning(UserWarning):
+    """Part of an image, or of a region, is never seen by the model (the processor crops it away)."""
+
+
+@dataclass(eq=False)
+class View:
+    """One grid of image tokens: `rows` x `cols` cells, row-major, at prompt `positions`.
+
+    The grid spans `box` (x0, y0, x1, y1) in pixels of the image as given, split into equal
+    cells. A tile covers part of the image, a global view or thumbnail all of it; a box may
+    reach past the image where the processor padded it, and cells centred there (padding)
+    belong to no region.
+    """
+
+    name: str
+    positions: torch.Tensor
+    rows: int
+    cols: int
+    box: PixelBox
+
+    def __post_init__(self) -> None:
+        if self.positions.numel() != self.rows * self.cols:
+            raise ValueError(f"View {self.name!r}: {self.positions.numel()} positions for a {self.rows}x{self.cols} grid.")
+
+    def cell_centres(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """x and y pixel centres of every cell, row-major, in image coordinates."""
+        x0, y0, x1, y1 = (float(v) for v in self.box)
+        xs = x0 + (torch.arange(self.cols, dtype=torch.float64) + 0.5) * (x1 - x0) / self.cols
+        ys = y0 + (torch.arange(self.rows, dtype=torch.float64) + 0.5) * (y1 - y0) / self.rows
+        return xs.repeat(self.rows), ys.repeat_interleave(self.cols)
+
+    def cell_boxes(self) -> torch.Tensor:
+        """(rows*cols, 4) float64 pixel rectangles (x0, y0, x1, y1) of the cells, row-major."""
+        x0, y0, x1, y1 = (float(v) for v in self.box)
+        w, h = (x1 - x0) / self.cols, (y1 - y0) / self.rows
+        cx = x0 + torch.arange(self.cols, dtype=torch.float64) * w
+        cy = y0 + torch.arange(self.rows, dtype=torch.float64) * h
+        left, top = cx.repeat(self.rows), cy.repeat_interleave(self.cols)
+        return torch.stack([left, top, left + w, top + h], dim=1)
+
+    def describe(self) -> str:
+        x0, y0, x1, y1 = self.box
+        return f"{self.name} {self.rows}x{self.cols} over ({x0:g}, {y0:g}, {x1:g}, {y1:g})"
+
+
+def _overlap_area(boxes: torch.Tensor, rect: PixelBox) -> torch.Tensor:
+    """Area of each (n, 4) box inside `rect`."""
+    x0, y0, x1, y1 = rect
+    w = (boxes[:, 2].clamp(max=x1) - boxes[:, 0].clamp(min=x0)).clamp(min=0)
+    h = (boxes[:, 3].clamp(max=y1) - boxes[:, 1].clamp(min=y0)).clamp(min=0)
+    return w * h
+
+
+def _intersect(a: PixelBox, b: PixelBox) -> PixelBox | None:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _area(rect: PixelBox) -> float:
+    return max(0.0, rect[2] - rect[0]) * max(0.0, rect[3] - rect[1])
+
+
 @dataclass
 class ImageGeometry:
     """Where one image's tokens are in a prompt, and which pixels each covers.
 
-    Tokens form a `rows` x `cols` grid over the whole image (row-major), at `positions`
-    in the prompt. `panel_boxes` (optional) is the strip layout in image pixels.
+    The tokens form one or more :class:`View` grids (tiles, a global view, a thumbnail, or
+    simply one grid over the whole image). `positions` holds the prompt positions of all
+    image tokens of all views (separator and newline tokens excluded); `rows` x `cols` is
+    the grid of the first view, and the only one for single-view families such as Qwen-VL,
+    whose tokens form a `rows` x `cols` grid over the whole image (row-major).
+    `panel_boxes` (optional) is the strip layout in image pixels.
+
+    In each view a region owns the cells whose centre lies inside it. A view that sees part
+    of the region but has no cell centre inside it contributes the one cell that overlaps
+    the region most, so a region maps to tokens in every view that sees it. Image pixels
+    that no view covers (cropped away by the processor) are listed by :meth:`unseen`.
     """
 
     positions: torch.Tensor
@@ -92,17 +164,45 @@ class ImageGeometry:
     image_size: tuple[int, int]
     panel_boxes: list[tuple[int, int, int, int]] | None = None
     extra: dict = field(default_factory=dict)
+    views: list[View] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.views:
+            width, height = self.image_size
+            self.views = [View("image", self.positions, self.rows, self.cols, (0.0, 0.0, float(width), float(height)))]
+
+    @classmethod
+    def from_views(
+        cls,
+        views: Sequence[View],
+        image_size: tuple[int, int],
+        panel_boxes: list[tuple[int, int, int, int]] | None = None,
+        extra: dict | None = None,
+    ) -> "ImageGeometry":
+        """A geometry made of several views, in prompt order."""
+        if not views:
+            raise ValueError("An image geometry needs at least one view.")
+        positions = torch.cat([v.positions for v in views])
+        return cls(positions, views[0].rows, views[0].cols, tuple(image_size), panel_boxes, dict(extra or {}), list(views))
 
     @property
     def n_tokens(self) -> int:
-        return self.rows * self.cols
+        return sum(v.rows * v.cols for v in self.views)
 
     def cell_centres(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """x and y pixel centres of every token cell, row-major, in image coordinates."""
-        width, height = self.image_size
-        xs = (torch.arange(self.cols, dtype=torch.float64) + 0.5) * width / self.cols
-        ys = (torch.arange(self.rows, dtype=torch.float64) + 0.5) * height / self.rows
-        return xs.repeat(self.rows), ys.repeat_interleave(self.cols)
+        """x and y pixel centres of every token cell (all views, in `positions` order), in image coordinates."""
+        centres = [v.cell_centres() for v in self.views]
+        if len(centres) == 1:
+            return centres[0]
+        return torch.cat([c[0] for c in centres]), torch.cat([c[1] for c in centres])
+
+    def cell_boxes(self) -> torch.Tensor:
+        """(n_tokens, 4) pixel rectangles of every token cell, in `positions` order."""
+        return torch.cat([v.cell_boxes() for v in self.views])
+
+    def view_of_token(self) -> torch.Tensor:
+        """(n_tokens,) index of the view each token belongs to."""
+        return torch.cat([torch.full((v.rows * v.cols,), i) for i, v in enumerate(self.views)])
 
     def panel_span(self, panel: Panel) -> tuple[float, float]:
         """Horizontal pixel span owned by `panel`: its box, extended to the middle of each gap."""
@@ -119,25 +219,131 @@ class ImageGeometry:
         x1 = float(self.image_size[0]) if k == n - 1 else (self.panel_boxes[k][2] + self.panel_boxes[k + 1][0]) / 2
         return x0, x1
 
-    def cell_mask(self, region: Region) -> torch.Tensor:
-        """Boolean (rows*cols,) mask of the cells the region owns (cell centre inside)."""
-        xs, ys = self.cell_centres()
+    def region_box(self, region: Region) -> PixelBox:
+        """The pixel rectangle of a region: a panel's span over the full image height, or the box."""
         if isinstance(region, Panel):
             x0, x1 = self.panel_span(region)
-            return (xs >= x0) & (xs < x1)
+            return (x0, 0.0, x1, float(self.image_size[1]))
         if isinstance(region, Box):
-            return (xs >= region.x0) & (xs < region.x1) & (ys >= region.y0) & (ys < region.y1)
+            return (float(region.x0), float(region.y0), float(region.x1), float(region.y1))
         raise RegionError(f"Not a region: {region!r}", "Use Panel(k) or Box(x0, y0, x1, y1).")
 
+    def cell_mask(self, region: Region) -> torch.Tensor:
+        """Boolean (n_tokens,) mask of the cells the region owns (cell centre inside; see the class doc)."""
+        x0, y0, x1, y1 = self.region_box(region)
+        xs, ys = self.cell_centres()
+        if isinstance(region, Panel):
+            mask = (xs >= x0) & (xs < x1)
+        else:
+            mask = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+        if len(self.views) == 1:
+            if self.views[0].box == (0.0, 0.0, float(self.image_size[0]), float(self.image_size[1])):
+                return mask
+        width, height = self.image_size
+        mask &= (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)  # padding cells belong to no region
+        if bool(mask.any()) and len(self.views) > 1:
+            mask = self._fill_views(mask, (x0, y0, x1, y1))
+        return mask
+
+    def _fill_views(self, mask: torch.Tensor, rect: PixelBox) -> torch.Tensor:
+        """Give every view that sees part of `rect` but owns none of its cells the cell overlapping it most."""
+        width, height = self.image_size
+        target = _intersect(rect, (0.0, 0.0, float(width), float(height)))
+        if target is None:
+            return mask
+        mask = mask.clone()
+        start = 0
+        for view in self.views:
+            n = view.rows * view.cols
+            if not bool(mask[start:start + n].any()):
+                xs, ys = view.cell_centres()
+                in_image = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+                overlap = _overlap_area(view.cell_boxes(), target) * in_image
+                if float(overlap.max()) > 0:
+                    mask[start + int(overlap.argmax())] = True
+            start += n
+        return mask
+
+    def seen_boxes(self) -> list[PixelBox]:
+        """The part of the image each view covers (its box clipped to the image)."""
+        width, height = self.image_size
+        image = (0.0, 0.0, float(width), float(height))
+        boxes = [_intersect(tuple(float(v) for v in view.box), image) for view in self.views]
+        return [b for b in boxes if b is not None]
+
+    def unseen(self) -> list[PixelBox]:
+        """Rectangles of image pixels that no token covers (e.g. cropped away by the processor)."""
+        width, height = self.image_size
+        seen = self.seen_boxes()
+        xs = sorted({0.0, float(width), *[b[0] for b in seen], *[b[2] for b in seen]})
+        ys = sorted({0.0, float(height), *[b[1] for b in seen], *[b[3] for b in seen]})
+        out: list[PixelBox] = []
+        for ya, yb in zip(ys, ys[1:]):
+            row: list[PixelBox] = []
+            for xa, xb in zip(xs, xs[1:]):
+                cx, cy = (xa + xb) / 2, (ya + yb) / 2
+                if any(b[0] <= cx < b[2] and b[1] <= cy < b[3] for b in seen):
+                    continue
+                if row and row[-1][2] == xa:
+                    row[-1] = (row[-1][0], ya, xb, yb)
+                else:
+                    row.append((xa, ya, xb, yb))
+            out.extend(row)
+        return out
+
+    def unseen_fraction(self, region: Region | None = None) -> float:
+        """Share of the region's pixels (default: the whole image's) that no token covers."""
+        width, height = self.image_size
+        rect = (0.0, 0.0, float(width), float(height)) if region is None else self.region_box(region)
+        inside = _intersect(rect, (0.0, 0.0, float(width), float(height)))
+        if inside is None:
+            return 0.0
+        lost = sum(_area(part) for box in self.unseen() if (part := _intersect(box, inside)) is not None)
+        return lost / _area(inside)
+
+    def describe(self) -> str:
+        """One line for people: the views and the pixels the model never sees."""
+        width, height = self.image_size
+        text = f"{width}x{height} px image read as " + "; ".join(v.describe() for v in self.views)
+        lost = self.unseen_fraction()
+        if lost > 0:
+            boxes = ", ".join(f"({x0:g}, {y0:g}, {x1:g}, {y1:g})" for x0, y0, x1, y1 in self.unseen())
+            text += f"; {lost:.1%} of the pixels are never seen: {boxes}"
+        return text
+
+    def _grid_text(self) -> str:
+        if len(self.views) == 1:
+            return f"a {self.rows}x{self.cols} token grid"
+        return f"{len(self.views)} token grids (" + "; ".join(v.describe() for v in self.views) + ")"
+
     def positions_of(self, region: Region) -> torch.Tensor:
-        """Prompt positions of the image tokens the region owns; an error if there are none."""
+        """Prompt positions of the image tokens the region owns; an error if there are none.
+
+        A region partly in pixels the model never sees maps to the tokens of the rest and
+        raises an :class:`UnseenPixelsWarning`.
+        """
         mask = self.cell_mask(region)
+        width, height = self.image_size
+        lost = self.unseen_fraction(region) if len(self.views) > 1 or self.unseen() else 0.0
         if not bool(mask.any()):
-            width, height = self.image_size
+            if lost > 0:
+                raise RegionError(
+                    f"{region} covers no image token: {lost:.0%} of it lies in pixels of the {width}x{height} px "
+                    f"image that the processor crops away ({self.describe()}).",
+                    "Choose a region inside the part the model sees, or configure the processor not to crop "
+                    "(e.g. pad to a square, or turn off center cropping).",
+                )
             raise RegionError(
-                f"{region} covers no image token: the image ({width}x{height} px) is read as a "
-                f"{self.rows}x{self.cols} token grid and no token centre lies inside the region.",
+                f"{region} covers no image token: the image ({width}x{height} px) is read as "
+                f"{self._grid_text()} and no token centre lies inside the region.",
                 "Enlarge the region so it contains at least one token centre.",
+            )
+        if lost > 0:
+            warnings.warn(
+                f"{lost:.0%} of {region} lies in pixels the model never sees (cropped away by the processor); "
+                f"it maps to the tokens of the rest. {self.describe()}",
+                UnseenPixelsWarning,
+                stacklevel=2,
             )
         return self.positions[mask.to(self.positions.device)]
 

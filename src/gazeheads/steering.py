@@ -6,11 +6,15 @@
 For the heads in the set, `+strength` is added to the pre-softmax logits of the target's
 image tokens and `-strength` to the other image tokens (mode "boost_suppress", the
 paper's recipe). Text positions are untouched unless the mode says otherwise.
+
+Live re-steering: `steering.retarget(row, region)` from another thread moves the target for
+the tokens not generated yet (the browser demo follows the cursor this way).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterator, Sequence
 
 import torch
@@ -19,7 +23,7 @@ from . import hook
 from .errors import GazeheadsError
 from .heads import HeadSet
 from .model import Encoded, GazeModel
-from .regions import Box, Panel, Schedule, Target
+from .regions import Box, ImageGeometry, Panel, Region, Schedule, Target
 
 MODES = ("boost_suppress", "suppress_image", "suppress_all", "max_suppress_all")
 PHASES = ("prefill+decode", "decode")
@@ -34,11 +38,39 @@ def _as_schedule(target: Target) -> Schedule:
     raise GazeheadsError(f"Not a steering target: {target!r}", "Use Panel(k), Box(x0, y0, x1, y1) or a Schedule.")
 
 
+Cells = torch.Tensor
+"""A boolean mask over one image's tokens, in `ImageGeometry.positions` order (e.g. a spotlight's cells)."""
+
+
+def _region_mask(geometry: ImageGeometry, region: Region | Sequence[Region] | Cells, prompt_len: int) -> torch.Tensor:
+    """Boolean (prompt_len,): the prompt positions of a region, of the union of several, or of a cell mask."""
+    mask = torch.zeros(prompt_len, dtype=torch.bool)
+    if isinstance(region, torch.Tensor):
+        cells = region.bool().flatten().cpu()
+        if cells.numel() != geometry.positions.numel() or not bool(cells.any()):
+            raise GazeheadsError(
+                f"A cell mask of {cells.numel()} entries ({int(cells.sum())} set) for an image of "
+                f"{geometry.positions.numel()} tokens.",
+                "Give one boolean per image token (ImageGeometry.positions order) with at least one set.",
+            )
+        mask[geometry.positions.cpu()[cells]] = True
+        return mask
+    regions = [region] if isinstance(region, (Panel, Box)) else list(region)
+    if not regions or not all(isinstance(r, (Panel, Box)) for r in regions):
+        raise GazeheadsError(f"Not a steering region: {region!r}",
+                             "Use Panel(k), Box(x0, y0, x1, y1), a list of them, or a boolean cell mask.")
+    for r in regions:
+        mask[geometry.positions_of(r).cpu()] = True
+    return mask
+
+
 class Steering:
     """The bias source one `steer(...)` block adds to the attention plan.
 
     Row b of the batch follows its own schedule; the step of a forward call is the index of
     the token its last query row generates (0 for the prompt's last position).
+    :meth:`retarget` changes a row's target for the tokens not generated yet, from any
+    thread, while `generate()` runs (live re-steering).
     """
 
     def __init__(
@@ -55,7 +87,7 @@ class Steering:
             raise GazeheadsError(f"Unknown steering mode {mode!r}.", f"Use one of {', '.join(MODES)}.")
         if phase not in PHASES:
             raise GazeheadsError(f"Unknown steering phase {phase!r}.", f"Use one of {', '.join(PHASES)}.")
-        if isinstance(targets, (Panel, Box, Schedule)):
+        if isinstance(targets, (Panel, Box, Schedule, torch.Tensor)):
             targets = [targets] * encoded.batch_size
         targets = list(targets)
         if len(targets) != encoded.batch_size:
@@ -68,22 +100,26 @@ class Steering:
         self.prompt_len = encoded.prompt_len
         self.image = encoded.image_mask()
         self.prompt_text = encoded.inputs["attention_mask"].bool().cpu() & ~self.image
-        self.schedules = [_as_schedule(t) for t in targets]
+        # A cell mask (one boolean per image token) is a fixed target with no Schedule form.
+        self.schedules = [None if isinstance(t, torch.Tensor) else _as_schedule(t) for t in targets]
+        self._geometries = list(encoded.geometries)
         # Per row: switch steps and the target's prompt-position mask for each segment.
-        self._segments: list[list[tuple[int, torch.Tensor]]] = []
-        for row, schedule in enumerate(self.schedules):
-            geometry = encoded.geometries[row]
-            segments = []
-            for step, region in schedule.entries:
-                mask = torch.zeros(self.prompt_len, dtype=torch.bool)
-                mask[geometry.positions_of(region).cpu()] = True
-                segments.append((step, mask))
-            self._segments.append(segments)
+        self._segments: list[list[tuple[int, torch.Tensor]]] = [
+            [(step, _region_mask(self._geometries[row], region, self.prompt_len))
+             for step, region in (schedule.entries if schedule is not None else [(0, targets[row])])]
+            for row, schedule in enumerate(self.schedules)
+        ]
         self._head_masks = heads.head_masks()
         self._cached: tuple[tuple[int, int, str], torch.Tensor | None] | None = None
+        self._lock = threading.Lock()  # guards _segments, _cached and _last_step across threads
+        self._last_step = -1  # the latest step whose bias was built (the step in progress or done)
 
     def target_mask(self, step: int) -> torch.Tensor:
         """Boolean (batch, prompt_len): each row's target positions at generation step `step`."""
+        with self._lock:
+            return self._target_mask(step)
+
+    def _target_mask(self, step: int) -> torch.Tensor:
         rows = []
         for segments in self._segments:
             active = segments[0][1]
@@ -93,16 +129,48 @@ class Steering:
             rows.append(active)
         return torch.stack(rows)
 
+    @property
+    def last_step(self) -> int:
+        """The latest generation step whose bias was built (-1 before the first forward)."""
+        return self._last_step
+
+    def retarget(self, row: int, region: Region | Sequence[Region] | Cells, from_step: int | None = None) -> int:
+        """Steer batch row `row` towards `region` from `from_step` on.
+
+        `region` is a Panel or Box, a list of them (their union), or a boolean cell mask over
+        the row's image tokens (`ImageGeometry.positions` order).
+
+        Thread-safe: call it while `generate()` runs in another thread. A step whose bias is
+        already built (the forward in progress, or done) keeps its target, so the change
+        applies from `max(from_step, last_step + 1)`; `from_step=None` means the next token.
+        Later schedule entries of the row are dropped. Returns the step the change applies from.
+        """
+        if not 0 <= row < len(self._segments):
+            raise GazeheadsError(f"Row {row} is not in a batch of {len(self._segments)}.",
+                                 f"Give a row from 0 to {len(self._segments) - 1}.")
+        mask = _region_mask(self._geometries[row], region, self.prompt_len)
+        with self._lock:
+            earliest = self._last_step + 1
+            start = earliest if from_step is None else max(int(from_step), earliest)
+            kept = [(s, m) for s, m in self._segments[row] if s < start]
+            self._segments[row] = kept + [(start, mask)]
+            return start
+
     # BiasSource protocol -----------------------------------------------------------------
 
-    def head_mask(self, layer: int) -> torch.Tensor | None:
-        return self._head_masks.get(layer)
+    def head_mask(self, layer: int, device: torch.device) -> torch.Tensor | None:
+        mask = self._head_masks.get(layer)
+        if mask is not None and mask.device != torch.device(device):
+            mask = self._head_masks[layer] = mask.to(device)
+        return mask
 
     def row_bias(self, q_len: int, k_len: int, device: torch.device) -> torch.Tensor | None:
         key = (q_len, k_len, str(device))
-        if self._cached is None or self._cached[0] != key:
-            self._cached = (key, self._build(q_len, k_len, device))
-        return self._cached[1]
+        with self._lock:
+            if self._cached is None or self._cached[0] != key:
+                self._cached = (key, self._build(q_len, k_len, device))
+                self._last_step = max(self._last_step, k_len - self.prompt_len)
+            return self._cached[1]
 
     def _build(self, q_len: int, k_len: int, device: torch.device) -> torch.Tensor | None:
         step = k_len - self.prompt_len
@@ -118,7 +186,7 @@ class Steering:
         def widen(mask: torch.Tensor, fill: bool = False) -> torch.Tensor:
             return torch.cat([mask, torch.full((batch, extend), fill)], dim=1)
 
-        target = widen(self.target_mask(step))
+        target = widen(self._target_mask(step))
         image = widen(self.image)
         strength = self.strength
         bias = torch.zeros(batch, k_len)
@@ -150,6 +218,8 @@ def steer(
 ) -> Iterator[Steering]:
     """Steer `heads` of `gm` towards `target` (one for all rows, or one per row) while inside.
 
+    A target is a Panel, a Box, a Schedule, or a boolean cell mask over the image tokens.
+    The yielded :class:`Steering` can `retarget(...)` rows while generation runs.
     `phase="prefill+decode"` biases every query (the VQA default); `"decode"` only the queries
     that produce new tokens (the prompt's last position and each decode step).
     """

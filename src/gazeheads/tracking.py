@@ -52,7 +52,11 @@ class Trace:
 
 
 class Tracker:
-    """Capture callback that sums region masses of the tracked heads, one entry per step."""
+    """Capture callback that sums region masses of the tracked heads, one entry per step.
+
+    With `keep_image_attention=True` it also keeps, per step, the attention on every image
+    token (for heat maps): see :meth:`image_attention`.
+    """
 
     def __init__(
         self,
@@ -61,9 +65,11 @@ class Tracker:
         regions: Sequence[Region] | Sequence[Sequence[Region]] | None = None,
         *,
         value_weighted: bool = False,
+        keep_image_attention: bool = False,
     ) -> None:
         self.heads = heads
         self.value_weighted = value_weighted
+        self.keep_image_attention = keep_image_attention
         self.prompt_len = encoded.prompt_len
         batch = encoded.batch_size
         if regions is None:
@@ -82,8 +88,10 @@ class Tracker:
             for r, region in enumerate(per_row[row]):
                 self.membership[row, r, geometry.positions_of(region).cpu()] = 1.0
         self.image = encoded.image_mask().float()
+        self._image_positions = [g.positions.cpu() for g in encoded.geometries]
         self._head_index = {layer: mask.nonzero().flatten() for layer, mask in heads.head_masks().items()}
         self._steps: dict[int, list[torch.Tensor]] = {}
+        self._image_steps: dict[int, list[torch.Tensor]] = {}  # step -> per row (image tokens,) sums over heads
 
     def __call__(self, layer: int, probs: torch.Tensor, value: torch.Tensor) -> None:
         heads = self._head_index[layer].to(probs.device)
@@ -99,7 +107,31 @@ class Tracker:
         image_mass = (prompt * self.image.to(probs.device)[:, None]).sum((1, 2))
         key_len = probs.shape[-1]
         entry = torch.cat([region_mass, image_mass[:, None], torch.full_like(image_mass[:, None], len(heads))], 1)
-        self._steps.setdefault(key_len - self.prompt_len, []).append(entry.cpu())
+        step = key_len - self.prompt_len
+        self._steps.setdefault(step, []).append(entry.cpu())
+        if self.keep_image_attention:
+            summed = prompt.sum(1).cpu()  # (batch, prompt keys), over the tracked heads of this layer
+            rows = [summed[b, positions] for b, positions in enumerate(self._image_positions)]
+            kept = self._image_steps.get(step)
+            self._image_steps[step] = rows if kept is None else [a + r for a, r in zip(kept, rows)]
+
+    def steps(self) -> list[int]:
+        """The generation steps recorded so far, in order."""
+        return sorted(s for s in self._steps if s >= 0)
+
+    def image_attention(self, step: int) -> list[np.ndarray]:
+        """Per batch row, the tracked heads' mean attention on each image token at `step`.
+
+        Each array follows the order of `ImageGeometry.positions` (row-major cells for a
+        single-grid image). Raw shares of all attention, like `Trace.raw`; needs
+        `keep_image_attention=True`.
+        """
+        if not self.keep_image_attention:
+            raise ValueError("This tracker keeps no per-token attention: create it with keep_image_attention=True.")
+        if step not in self._image_steps:
+            raise KeyError(f"Step {step} was not recorded; recorded steps: {self.steps()}.")
+        n_heads = float(torch.stack(self._steps[step]).sum(0)[0, -1].clamp(min=1))
+        return [(row / n_heads).numpy() for row in self._image_steps[step]]
 
     def trace(self) -> Trace:
         """Everything recorded so far as numpy arrays."""
@@ -124,10 +156,15 @@ def track(
     regions: Sequence[Region] | Sequence[Sequence[Region]] | None = None,
     *,
     value_weighted: bool = False,
+    keep_image_attention: bool = False,
 ) -> Iterator[Tracker]:
-    """Record, per generated token, the attention of `heads` on each region (default: the panels)."""
+    """Record, per generated token, the attention of `heads` on each region (default: the panels).
+
+    `keep_image_attention=True` also keeps the attention on every image token (heat maps).
+    """
     heads.check_shape(gm.shape)
-    tracker = Tracker(heads, encoded, regions, value_weighted=value_weighted)
+    tracker = Tracker(heads, encoded, regions, value_weighted=value_weighted,
+                      keep_image_attention=keep_image_attention)
     request = hook.CaptureRequest(frozenset(heads.layers()), tracker)
     with hook.attach_plan(gm.attention_modules()) as plan:
         plan.captures.append(request)

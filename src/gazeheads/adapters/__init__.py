@@ -6,23 +6,34 @@ from torch import nn
 
 from ..errors import ModelError
 from .base import Adapter, HeadShape
+from .gemma3 import Gemma3Adapter
+from .generic import GenericAdapter, Grid
+from .idefics3 import Idefics3Adapter
+from .internvl import InternVLAdapter
+from .llava import LlavaAdapter
+from .llava_next import LlavaNextAdapter
+from .llava_onevision import LlavaOnevisionAdapter
 from .qwen import QwenVLAdapter
 
-ADAPTERS: list[type[Adapter]] = [QwenVLAdapter]
+ADAPTERS: list[type[Adapter]] = [
+    QwenVLAdapter, LlavaAdapter, LlavaNextAdapter, LlavaOnevisionAdapter, InternVLAdapter, Gemma3Adapter,
+    Idefics3Adapter,
+]
 
 
 def supported_classes() -> list[str]:
     return [name for adapter in ADAPTERS for name in adapter.model_classes]
 
 
-def adapter_for(model: nn.Module) -> Adapter:
+def adapter_for(model: nn.Module, processor=None) -> Adapter:
     """The adapter of `model`'s family, or a ModelError listing the supported classes."""
     for adapter in ADAPTERS:
         if adapter.matches(model):
-            return adapter()
+            return adapter(processor)
     raise ModelError(
         f"Unsupported architecture: {type(model).__name__}.",
-        "Use one of: " + ", ".join(supported_classes()) + ".",
+        "Use one of: " + ", ".join(supported_classes()) + ", or describe the model with "
+        "gazeheads.adapters.GenericAdapter and pass it as GazeModel(model, processor, adapter=...).",
     )
 
 
@@ -36,4 +47,8 @@ def check_supported_config(config) -> None:
         )
 
 
-__all__ = ["check_supported_config", "Adapter", "HeadShape", "QwenVLAdapter", "adapter_for", "supported_classes"]
+__all__ = [
+    "Adapter", "Gemma3Adapter", "GenericAdapter", "Grid", "HeadShape", "Idefics3Adapter", "InternVLAdapter",
+    "LlavaAdapter", "LlavaNextAdapter", "LlavaOnevisionAdapter", "QwenVLAdapter", "adapter_for",
+    "check_supported_config", "supported_classes",
+]

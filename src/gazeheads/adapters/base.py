@@ -29,11 +29,15 @@ class Adapter:
     """Family-specific geometry and structure; everything else in gazeheads is shared.
 
     Subclasses set `model_classes` (transformers class names) and implement
-    `attention_modules` and `image_geometries`.
+    `attention_modules` and `image_geometries`. `processor` is the model's processor; the
+    geometry of families that resize, crop or tile reads its image settings.
     """
 
     family: str = "generic"
     model_classes: tuple[str, ...] = ()
+
+    def __init__(self, processor=None) -> None:
+        self.processor = processor
 
     @classmethod
     def matches(cls, model: nn.Module) -> bool:
@@ -59,6 +63,26 @@ class Adapter:
         self, model: nn.Module, inputs: BatchFeature, image_sizes: list[tuple[int, int]], panel_boxes: list
     ) -> list[ImageGeometry]:
         raise NotImplementedError
+
+    def process(self, processor, texts: list[str], images: list) -> BatchFeature:
+        """Run the processor on prompts with one image each (families that nest images per prompt override)."""
+        return processor(text=texts, images=images, return_tensors="pt", padding=True)
+
+    def image_setting(self, name: str, default=None):
+        """An image option as the processor applies it when called without options.
+
+        The processor's own defaults (`processor.images_kwargs`, then the `_defaults` of its
+        kwargs class) win over the image processor's attributes, as in transformers' merging.
+        """
+        processor = self.processor
+        if processor is None:
+            return default
+        kwargs_class = getattr(processor, "valid_processor_kwargs", None)
+        for overrides in (getattr(kwargs_class, "_defaults", {}).get("images_kwargs", {}),
+                          getattr(processor, "images_kwargs", None) or {}):
+            if name in overrides:
+                return overrides[name]
+        return getattr(getattr(processor, "image_processor", processor), name, default)
 
     def position_ids(self, model: nn.Module, inputs: BatchFeature) -> torch.Tensor | None:
         """Explicit position ids for `inputs` (needed to share a prefix); None if plain arange works."""

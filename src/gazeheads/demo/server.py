@@ -1,0 +1,499 @@
+"""The demo's web app: a FastAPI (ASGI) app serving one page and a small JSON + SSE API.
+
+    app = create_app(gm, ranking)              # then: uvicorn.run(app, host="127.0.0.1")
+
+Endpoints (all JSON unless said otherwise):
+
+* ``GET  /``                                 the page (static HTML/JS/CSS under /static)
+* ``GET  /api/info``                         model, heads, defaults and limits
+* ``GET  /api/images``                       the pickable images (strips, comics, uploads)
+* ``GET  /api/images/{id}``                  one image: size, token cells, tint regions, captions
+* ``GET  /api/images/{id}/pixels``           the image as PNG
+* ``POST /api/uploads``                      raw image bytes as the body (Content-Type image/*)
+* ``POST /api/generate``                     starts a generation; answers a text/event-stream
+* ``POST /api/generations/{id}/target``      moves the live target (next tokens)
+* ``POST /api/generations/{id}/cancel``      stops a generation
+* ``GET  /api/status``                       what runs and waits, and how recent ones ended
+
+Safety: requests must name a loopback host (no DNS rebinding), POSTs must carry a JSON or
+image content type (no cross-site simple requests), bodies are size-capped, bodies are
+validated by strict pydantic models, ids are looked up in start-up indexes and never turned
+into paths, one generation runs at a time with a bounded queue (429 beyond), and a
+generation stops as soon as its client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal, Sequence, Union
+
+from fastapi import FastAPI, HTTPException, Path as PathParam, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from .. import prompts
+from ..errors import GazeheadsError
+from ..heads import check_k
+from ..model import GazeModel
+from ..ranking import Ranking
+from ..regions import Box, Panel
+from ..steering import DEFAULT_STRENGTH, MODES, PHASES
+from .library import Entry, Library, Limits, UploadError, comics_entries, synthetic_entries
+from .session import Generation, GenerationQueue, GenerationSettings, QueueFull, describe_geometry
+from .targets import Circle
+
+STATIC = Path(__file__).parent / "static"
+DEFAULT_SEEDS = tuple(range(100_000, 100_006))
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+JSON_BODY_LIMIT = 16 * 1024
+IMAGE_ID = r"^(synth|comic|upload)-[A-Za-z0-9]{1,32}$"
+GENERATION_ID = r"^[0-9a-f]{16}$"
+KEEPALIVE_S = 2.0
+
+
+ImageId = Annotated[str, PathParam(pattern=IMAGE_ID)]
+GenerationId = Annotated[str, PathParam(pattern=GENERATION_ID)]
+
+
+def default_k(total_heads: int) -> int:
+    """10% of the heads, at least 1 (the demo's default K)."""
+    return max(1, round(total_heads / 10))
+
+
+# request bodies ---------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+Coord = Annotated[float, Field(ge=-100_000, le=100_000)]
+
+
+class CircleTarget(_Strict):
+    kind: Literal["circle"]
+    x: Coord
+    y: Coord
+    r: Annotated[float, Field(gt=0, le=100_000)]
+
+
+class BoxTarget(_Strict):
+    kind: Literal["box"]
+    x0: Coord
+    y0: Coord
+    x1: Coord
+    y1: Coord
+
+
+class PanelTarget(_Strict):
+    kind: Literal["panel"]
+    index: Annotated[int, Field(ge=1, le=64)]
+
+
+TargetSpec = Annotated[Union[CircleTarget, BoxTarget, PanelTarget], Field(discriminator="kind")]
+
+
+class GenerateRequest(_Strict):
+    image_id: Annotated[str, Field(pattern=IMAGE_ID)]
+    question: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    steer: bool = True
+    target: TargetSpec | None = None
+    k: Annotated[int, Field(ge=1)] | None = None
+    phase: Literal["decode", "prefill+decode"] = "decode"
+    mode: Literal["boost_suppress", "suppress_image", "suppress_all", "max_suppress_all"] = "boost_suppress"
+    strength: Annotated[float, Field(gt=0, le=1_000_000)] = DEFAULT_STRENGTH
+    max_new_tokens: Annotated[int, Field(ge=1)] | None = None
+    token_delay_ms: Annotated[int, Field(ge=0, le=2000)] | None = None
+
+
+class RetargetRequest(_Strict):
+    target: TargetSpec
+
+
+assert set(GenerateRequest.model_fields["phase"].annotation.__args__) == set(PHASES)  # type: ignore[union-attr]
+assert set(GenerateRequest.model_fields["mode"].annotation.__args__) == set(MODES)  # type: ignore[union-attr]
+
+
+def _region(spec: CircleTarget | BoxTarget | PanelTarget, entry_size: tuple[int, int]):
+    """The target as a gazeheads region, checked against the image size (422 otherwise)."""
+    width, height = entry_size
+    if isinstance(spec, PanelTarget):
+        return Panel(spec.index)
+    if isinstance(spec, CircleTarget):
+        if not (0 <= spec.x <= width and 0 <= spec.y <= height):
+            raise HTTPException(422, f"The spotlight centre ({spec.x:g}, {spec.y:g}) is outside the "
+                                     f"{width}x{height} px image.")
+        return Circle(spec.x, spec.y, spec.r)
+    if not (spec.x1 > spec.x0 and spec.y1 > spec.y0):
+        raise HTTPException(422, "The box has no area: give x0 < x1 and y0 < y1.")
+    if spec.x1 <= 0 or spec.y1 <= 0 or spec.x0 >= width or spec.y0 >= height:
+        raise HTTPException(422, f"The box lies outside the {width}x{height} px image.")
+    return Box(spec.x0, spec.y0, spec.x1, spec.y1)
+
+
+# middleware ---------------------------------------------------------------------------------
+
+
+class _Guard:
+    """Caps request bodies and requires non-simple content types on POST (no cross-site requests)."""
+
+    def __init__(self, app, json_limit: int, upload_limit: int) -> None:
+        self.app = app
+        self.json_limit = json_limit
+        self.upload_limit = upload_limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        upload = scope["path"] == "/api/uploads"
+        limit = self.upload_limit if upload else self.json_limit
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        if scope["method"] == "POST":
+            ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+            allowed = ctype.startswith("image/") or ctype == "application/octet-stream" if upload \
+                else ctype == "application/json"
+            if not allowed:
+                want = "an image type (e.g. image/png)" if upload else "application/json"
+                return await JSONResponse({"detail": f"Content-Type must be {want}, not {ctype or 'missing'}."},
+                                          status_code=415)(scope, receive, send)
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > limit
+            except ValueError:
+                return await JSONResponse({"detail": "Bad Content-Length."}, status_code=400)(scope, receive, send)
+            if too_big:
+                return await JSONResponse({"detail": f"The request body is over the limit of {limit} bytes."},
+                                          status_code=413)(scope, receive, send)
+        received = 0
+
+        async def capped_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, f"The request body is over the limit of {limit} bytes.")
+            return message
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+                if not scope["path"].startswith("/static") and scope["path"] != "/":
+                    extra.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": list(message.get("headers", [])) + extra}
+            await send(message)
+
+        await self.app(scope, capped_receive, send_with_headers)
+
+
+class _EventStream(StreamingResponse):
+    """An SSE response that cancels its generation however the response ends (done, error, client gone)."""
+
+    def __init__(self, content, generation: Generation) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+        self.generation = generation
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.generation.cancel.set()
+
+
+def _sse(event: dict) -> str:
+    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n"
+
+
+# the app ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoState:
+    gm: GazeModel
+    ranking: Ranking
+    library: Library
+    queue: GenerationQueue
+    question: str
+    default_k: int
+    max_new_tokens: int
+    default_new_tokens: int
+    token_delay_ms: int
+    presets: list[str]
+    _meta: dict = field(default_factory=dict)
+    _pixels: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def entry(self, image_id: str) -> Entry:
+        entry = self.library.get(image_id)
+        if entry is None:
+            raise HTTPException(404, f"No image {image_id!r}; GET /api/images lists them.")
+        return entry
+
+    def meta(self, entry: Entry) -> dict:
+        """Size, token cells and tint regions of an image (computed once: the processor runs, not the model)."""
+        with self._lock:
+            if entry.id in self._meta:
+                return self._meta[entry.id]
+        image = self.library.image(entry)
+        try:
+            geometry = self.gm.encode(image, self.question).geometries[0]
+        except GazeheadsError as exc:
+            raise HTTPException(422, f"{exc.problem} {exc.fix or ''}".strip()) from None
+        meta = {"id": entry.id, "name": entry.name, "source": entry.source,
+                "captions": entry.captions, **describe_geometry(geometry)}
+        with self._lock:
+            self._meta[entry.id] = meta
+            while len(self._meta) > 64:
+                self._meta.pop(next(iter(self._meta)))
+        return meta
+
+    def pixels(self, entry: Entry) -> bytes:
+        with self._lock:
+            if entry.id in self._pixels:
+                return self._pixels[entry.id]
+        image = self.library.image(entry)
+        pil = image.image if hasattr(image, "image") else image
+        buffer = io.BytesIO()
+        pil.save(buffer, format="PNG")
+        data = buffer.getvalue()
+        with self._lock:
+            self._pixels[entry.id] = data
+            while len(self._pixels) > 64:
+                self._pixels.pop(next(iter(self._pixels)))
+        return data
+
+
+def _default_question(gm: GazeModel) -> str:
+    """The model's own narration prompt (bundled model: gazeheads.json), else the paper's question."""
+    meta = Path(str(gm.name)) / "gazeheads.json"
+    try:
+        return json.loads(meta.read_text())["layout"]["narrate_prompt"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return prompts.NARRATION_QUESTION
+
+
+def _bundled_layout(gm: GazeModel) -> dict:
+    meta = Path(str(gm.name)) / "gazeheads.json"
+    try:
+        return json.loads(meta.read_text()).get("layout", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def create_app(
+    gm: GazeModel,
+    ranking: Ranking,
+    *,
+    comics_dir: str | Path | None = None,
+    question: str | None = None,
+    synthetic_seeds: Sequence[int] = DEFAULT_SEEDS,
+    n_panels: int = 6,
+    strip_height: int | None = None,
+    strip_gap: int | None = None,
+    queue_size: int = 2,
+    max_new_tokens: int = 64,
+    default_new_tokens: int = 24,
+    token_delay_ms: int = 0,
+    k: int | None = None,
+    limits: Limits | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+) -> FastAPI:
+    """The demo app for `gm` steered with `ranking`'s gaze heads.
+
+    Strips: synthetic strips for `synthetic_seeds` (in the bundled model's layout when the
+    model folder has one, else `strip_height`/`strip_gap`, default 256/6) and, with
+    `comics_dir`, every comic folder under it. `allowed_hosts` defaults to loopback names.
+    """
+    ranking.check_compatible(gm)
+    if k is not None:
+        check_k(k, gm.shape)
+    layout = _bundled_layout(gm)
+    height = strip_height or layout.get("strip_height") or 256
+    gap = strip_gap if strip_gap is not None else layout.get("strip_gap", 6)
+    entries = synthetic_entries(synthetic_seeds, height=height, gap=gap)
+    if comics_dir is not None:
+        entries += comics_entries(comics_dir, n_panels=n_panels, height=height, gap=gap)
+    limits = limits or Limits()
+    total = gm.shape.total
+    question = question or _default_question(gm)
+    presets = list(dict.fromkeys([question, prompts.NARRATION_QUESTION, prompts.VQA_QUESTION,
+                                  prompts.SCENE_QUESTION]))
+    state = DemoState(gm=gm, ranking=ranking, library=Library(entries, limits), queue=GenerationQueue(queue_size),
+                      question=question, default_k=min(k or default_k(total), total),
+                      max_new_tokens=max_new_tokens, default_new_tokens=min(default_new_tokens, max_new_tokens),
+                      token_delay_ms=token_delay_ms, presets=presets)
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        state.queue.cancel_all()
+
+    app = FastAPI(title="gazeheads demo", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
+                  lifespan=lifespan)
+    app.state.demo = state
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(GazeheadsError)
+    async def _gazeheads_error(request: Request, exc: GazeheadsError):
+        return JSONResponse({"detail": exc.problem, "fix": exc.fix}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={
+            "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
+                                       "script-src 'self'; connect-src 'self'; object-src 'none'; "
+                                       "base-uri 'none'; frame-ancestors 'none'"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/info")
+    def info() -> dict:
+        shape = gm.shape
+        return {
+            "model": gm.name, "n_layers": shape.n_layers, "n_heads": shape.n_heads, "total_heads": total,
+            "default_k": state.default_k, "ranking": {"source": ranking.source, "n_strips": ranking.n_strips,
+                                                      "model_id": ranking.model_id},
+            "question": question, "presets": presets, "phases": list(PHASES), "default_phase": "decode",
+            "modes": list(MODES), "max_new_tokens": max_new_tokens, "default_new_tokens": state.default_new_tokens,
+            "token_delay_ms": token_delay_ms, "max_token_delay_ms": 2000, "queue_size": queue_size,
+            "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
+                       "max_side": limits.max_side},
+        }
+
+    @app.get("/api/images")
+    def images() -> dict:
+        return {"images": [{"id": e.id, "name": e.name, "source": e.source} for e in state.library.entries()]}
+
+    @app.get("/api/images/{image_id}")
+    def image_meta(image_id: ImageId) -> dict:
+        return state.meta(state.entry(image_id))
+
+    @app.get("/api/images/{image_id}/pixels")
+    def image_pixels(image_id: ImageId) -> Response:
+        return Response(state.pixels(state.entry(image_id)), media_type="image/png")
+
+    @app.post("/api/uploads", status_code=201)
+    async def upload(request: Request) -> dict:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_upload_bytes:
+                raise HTTPException(413, f"The upload is over the limit of {limits.max_upload_bytes} bytes.")
+            chunks.append(chunk)
+        name = request.headers.get("x-filename", "upload")
+        name = "".join(c for c in name if c.isprintable())[:80] or "upload"
+        try:
+            entry = await run_in_threadpool(state.library.add_upload, b"".join(chunks), name)
+        except UploadError as exc:
+            return JSONResponse({"detail": exc.problem, "fix": exc.fix}, status_code=exc.status)
+        return await run_in_threadpool(state.meta, entry)
+
+    @app.post("/api/generate", responses={200: {"content": {"text/event-stream": {}}}, 429: {}})
+    async def generate(body: GenerateRequest):
+        entry = state.entry(body.image_id)
+        meta = await run_in_threadpool(state.meta, entry)
+        k = body.k or state.default_k
+        if k > total:
+            raise HTTPException(422, f"K={k} heads asked of a model with {total} heads.")
+        n_new = body.max_new_tokens or state.default_new_tokens
+        if n_new > max_new_tokens:
+            raise HTTPException(422, f"max_new_tokens={n_new} is over this server's limit of {max_new_tokens}.")
+        target = None
+        if body.steer:
+            if body.target is None:
+                raise HTTPException(422, "A steered generation needs a target (circle, box or panel).")
+            if isinstance(body.target, PanelTarget) and body.target.index > meta["panels"]:
+                raise HTTPException(422, f"Panel {body.target.index} asked of an image with {meta['panels']} panels.")
+            target = _region(body.target, (meta["width"], meta["height"]))
+        settings = GenerationSettings(
+            question=body.question or question, heads=ranking.top(k), steer=body.steer, target=target,
+            phase=body.phase, mode=body.mode, strength=body.strength, max_new_tokens=n_new,
+            token_delay=(token_delay_ms if body.token_delay_ms is None else body.token_delay_ms) / 1000)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def emit(event: dict) -> None:
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, event)
+            except RuntimeError:  # the server's loop is gone (shutdown)
+                pass
+
+        image = state.library.image(entry)
+        generation = Generation(gm, image, settings, emit)
+        try:
+            ahead = state.queue.submit(generation)
+        except QueueFull as exc:
+            return JSONResponse({"detail": exc.problem, "fix": exc.fix}, status_code=429,
+                                headers={"retry-after": "1"})
+
+        async def stream():
+            yield _sse({"type": "queued", "generation_id": generation.id, "ahead": ahead,
+                        "steer": body.steer, "k": k})
+            while True:
+                try:
+                    event = await asyncio.wait_for(events.get(), KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if event["type"] == "end":
+                    return
+                yield _sse(event)
+
+        return _EventStream(stream(), generation)
+
+    def _live(generation_id: str) -> Generation:
+        generation = state.queue.live.get(generation_id)
+        if generation is None:
+            raise HTTPException(404, f"No running generation {generation_id!r} (it may have finished).")
+        return generation
+
+    @app.post("/api/generations/{generation_id}/target")
+    def retarget(generation_id: GenerationId, body: RetargetRequest) -> dict:
+        generation = _live(generation_id)
+        if not generation.settings.steer:
+            raise HTTPException(409, "This generation runs without steering; it has no target to move.")
+        image = generation.image
+        size = image.image.size if hasattr(image, "image") else image.size
+        if isinstance(body.target, PanelTarget):
+            panels = len(image.panel_boxes) if hasattr(image, "panel_boxes") else 0
+            if body.target.index > panels:
+                raise HTTPException(422, f"Panel {body.target.index} asked of an image with {panels} panels.")
+        return generation.retarget(_region(body.target, size))
+
+    @app.post("/api/generations/{generation_id}/cancel", status_code=202)
+    def cancel(generation_id: GenerationId) -> dict:
+        generation = _live(generation_id)
+        generation.cancel.set()
+        return {"cancelled": generation.id}
+
+    @app.get("/api/status")
+    def status() -> dict:
+        return state.queue.status()
+
+    hosts = list(allowed_hosts) if allowed_hosts is not None else list(LOOPBACK_HOSTS)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    return _wrap(app, limits)
+
+
+def _wrap(app: FastAPI, limits: Limits) -> FastAPI:
+    """Put the body guard outermost while keeping the FastAPI object (tests reach app.state)."""
+    app.add_middleware(_Guard, json_limit=JSON_BODY_LIMIT, upload_limit=limits.max_upload_bytes)
+    return app
