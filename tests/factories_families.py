@@ -175,7 +175,8 @@ def make_gemma3(*, layers=2, heads=4, kv_heads=2, seed=0, attn="sdpa", size=32, 
                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                  eos_token_id=tokenizer.eos_token_id)
     config = tf.Gemma3Config(vision_config=tf.SiglipVisionConfig(**vision), text_config=tf.Gemma3TextConfig(**text),
-                             mm_tokens_per_image=16, boi_token_index=tokenizer.convert_tokens_to_ids("<start_of_image>"),
+                             mm_tokens_per_image=16,
+                             boi_token_index=tokenizer.convert_tokens_to_ids("<start_of_image>"),
                              eoi_token_index=tokenizer.convert_tokens_to_ids("<end_of_image>"),
                              image_token_index=tokenizer.convert_tokens_to_ids("<image_soft_token>"))
     image_proc = tf.Gemma3ImageProcessor(size={"height": size, "width": size})

@@ -73,6 +73,19 @@ def test_rerun_skips_what_is_done(saved, tmp_path):
     assert seen == [] and len(store) == first
 
 
+def test_several_strips_per_batch_equal_one_strip_at_a_time(saved, tmp_path):
+    _, gm, ranking = saved
+    for protocol in ("narration", "dynamic"):
+        results = []
+        for per_batch in (1, 3):
+            settings = EvalSettings(**dict(SETTINGS, protocol=protocol, segment_tokens=1, strips_per_batch=per_batch))
+            out = tmp_path / f"{protocol}-{per_batch}"
+            evaluate_strips(gm, ranking, strips(), settings, make_judge("truth"), open_store(out, ProcessInfo(), True),
+                            progress=False)
+            results.append(records_by_key(out / "generations.jsonl"))
+        assert results[0] == results[1]
+
+
 KILLABLE = textwrap.dedent("""
     import sys, time
     import gazeheads as gh

@@ -26,6 +26,7 @@ class RunPlan:
     max_new_tokens: int
     segment_tokens: int | None
     dynamic_question: str
+    strips_per_batch: int = 1
 
 
 def bundled_layout(model_path: Path | None) -> dict:
@@ -46,6 +47,7 @@ def plan_for(args, layout: dict) -> RunPlan:
             max_new_tokens=4,
             segment_tokens=3,
             dynamic_question=layout.get("narrate_prompt", prompts.NARRATION_QUESTION),
+            strips_per_batch=20,
         )
     return RunPlan(
         discover_strips=args.discover_strips or (6 if args.quick else 50),
@@ -100,7 +102,7 @@ def run_main_job(args) -> int:
     judge = make_judge(args.judge)
     judge.check_ready()
     store = open_store(out, ProcessInfo(), resume=True)
-    common = dict(k=k, control_percentile=percentile, seed=args.seed)
+    common = dict(k=k, control_percentile=percentile, seed=args.seed, strips_per_batch=plan.strips_per_batch)
     protocols = [
         EvalSettings(protocol="narration", max_new_tokens=plan.max_new_tokens, **common),
         EvalSettings(protocol="vqa", max_new_tokens=min(15, plan.max_new_tokens), **common),

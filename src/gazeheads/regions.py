@@ -101,7 +101,9 @@ class View:
 
     def __post_init__(self) -> None:
         if self.positions.numel() != self.rows * self.cols:
-            raise ValueError(f"View {self.name!r}: {self.positions.numel()} positions for a {self.rows}x{self.cols} grid.")
+            raise ValueError(
+                f"View {self.name!r}: {self.positions.numel()} positions for a {self.rows}x{self.cols} grid."
+            )
 
     def cell_centres(self) -> tuple[torch.Tensor, torch.Tensor]:
         """x and y pixel centres of every cell, row-major, in image coordinates."""
@@ -152,10 +154,11 @@ class ImageGeometry:
     whose tokens form a `rows` x `cols` grid over the whole image (row-major).
     `panel_boxes` (optional) is the strip layout in image pixels.
 
-    In each view a region owns the cells whose centre lies inside it. A view that sees part
-    of the region but has no cell centre inside it contributes the one cell that overlaps
-    the region most, so a region maps to tokens in every view that sees it. Image pixels
-    that no view covers (cropped away by the processor) are listed by :meth:`unseen`.
+    In each view a region owns the cells whose centre lies inside it. A view that shows at
+    least half of the region but has no cell centre inside it (a region smaller than its
+    cells) contributes the one cell that overlaps the region most, so a region maps to tokens
+    in every view that shows it; such a cell may then also belong to a neighbouring region.
+    Image pixels that no view covers (cropped away by the processor) are listed by :meth:`unseen`.
     """
 
     positions: torch.Tensor
@@ -183,7 +186,8 @@ class ImageGeometry:
         if not views:
             raise ValueError("An image geometry needs at least one view.")
         positions = torch.cat([v.positions for v in views])
-        return cls(positions, views[0].rows, views[0].cols, tuple(image_size), panel_boxes, dict(extra or {}), list(views))
+        first = views[0]
+        return cls(positions, first.rows, first.cols, tuple(image_size), panel_boxes, dict(extra or {}), list(views))
 
     @property
     def n_tokens(self) -> int:
@@ -236,9 +240,6 @@ class ImageGeometry:
             mask = (xs >= x0) & (xs < x1)
         else:
             mask = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
-        if len(self.views) == 1:
-            if self.views[0].box == (0.0, 0.0, float(self.image_size[0]), float(self.image_size[1])):
-                return mask
         width, height = self.image_size
         mask &= (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)  # padding cells belong to no region
         if bool(mask.any()) and len(self.views) > 1:
@@ -246,7 +247,7 @@ class ImageGeometry:
         return mask
 
     def _fill_views(self, mask: torch.Tensor, rect: PixelBox) -> torch.Tensor:
-        """Give every view that sees part of `rect` but owns none of its cells the cell overlapping it most."""
+        """Give every view that shows most of `rect` but owns none of its cells the cell overlapping it most."""
         width, height = self.image_size
         target = _intersect(rect, (0.0, 0.0, float(width), float(height)))
         if target is None:
@@ -255,7 +256,8 @@ class ImageGeometry:
         start = 0
         for view in self.views:
             n = view.rows * view.cols
-            if not bool(mask[start:start + n].any()):
+            shown = _intersect(target, tuple(float(v) for v in view.box))
+            if not bool(mask[start:start + n].any()) and shown is not None and _area(shown) >= 0.5 * _area(target):
                 xs, ys = view.cell_centres()
                 in_image = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
                 overlap = _overlap_area(view.cell_boxes(), target) * in_image

@@ -71,8 +71,9 @@ class Adapter:
     def image_setting(self, name: str, default=None):
         """An image option as the processor applies it when called without options.
 
-        The processor's own defaults (`processor.images_kwargs`, then the `_defaults` of its
-        kwargs class) win over the image processor's attributes, as in transformers' merging.
+        The processor's own defaults (the `_defaults` of its kwargs class, then
+        `processor.images_kwargs`) win over the image processor's attributes, as in
+        transformers' kwargs merging.
         """
         processor = self.processor
         if processor is None:

@@ -112,25 +112,21 @@ class GenericAdapter(Adapter):
 
     # structure ------------------------------------------------------------------------------
 
-    def language_model(self, model: nn.Module) -> nn.Module | None:
-        return _resolve(model, self.language_model_path) if self.language_model_path else None
+    def language_model(self, model: nn.Module) -> nn.Module:
+        """The decoder: the module at `language_model`, else the one holding the decoder layers."""
+        if self.language_model_path:
+            return _resolve(model, self.language_model_path)
+        path = self._find_layers(model)[0]
+        return model.get_submodule(path.rpartition(".")[0]) if "." in path else model
 
     def text_config(self, model: nn.Module) -> PretrainedConfig:
-        lm = self.language_model(model)
-        if lm is not None and isinstance(getattr(lm, "config", None), PretrainedConfig):
-            return lm.config
+        if self.language_model_path:
+            config = getattr(_resolve(model, self.language_model_path), "config", None)
+            if isinstance(config, PretrainedConfig):
+                return config
         return super().text_config(model)
 
-    def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
-        lm = self.language_model(model)
-        if lm is not None:
-            for path in ("layers", "model.layers", "decoder.layers"):
-                try:
-                    return _resolve(lm, path)
-                except ModelError:
-                    continue
-            raise ModelError(f"No decoder layers under {self.language_model_path!r}.",
-                             "Point language_model at the decoder (the module holding `.layers`).")
+    def _find_layers(self, model: nn.Module) -> tuple[str, nn.ModuleList]:
         n_layers = self.text_config(model).num_hidden_layers
         found = [
             (name, module) for name, module in model.named_modules()
@@ -142,15 +138,26 @@ class GenericAdapter(Adapter):
             names = ", ".join(name for name, _ in found) or "none"
             raise ModelError(f"Cannot tell the language model's layers apart (candidates: {names}).",
                              "Pass language_model='path.to.decoder' to GenericAdapter.")
-        return found[0][1]
+        return found[0]
+
+    def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
+        if not self.language_model_path:
+            return self._find_layers(model)[1]
+        lm = self.language_model(model)
+        for path in ("layers", "model.layers", "decoder.layers"):
+            try:
+                return _resolve(lm, path)
+            except ModelError:
+                continue
+        raise ModelError(f"No decoder layers under {self.language_model_path!r}.",
+                         "Point language_model at the decoder (the module holding `.layers`).")
 
     def attention_modules(self, model: nn.Module) -> list[nn.Module]:
         return [getattr(layer, self.attention) for layer in self.decoder_layers(model)]
 
     def set_attention(self, model: nn.Module, name: str) -> None:
-        lm = self.language_model(model)
-        if lm is not None and hasattr(lm, "set_attn_implementation"):
-            lm.set_attn_implementation(name)
+        if self.language_model_path:  # e.g. a transformers decoder inside a remote-code model
+            self.language_model(model).set_attn_implementation(name)
         else:
             model.set_attn_implementation({"text_config": name})
 

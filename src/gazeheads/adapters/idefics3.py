@@ -26,6 +26,10 @@ class Idefics3Adapter(NativeAdapter):
     model_classes = ("Idefics3ForConditionalGeneration", "Idefics3Model",
                      "SmolVLMForConditionalGeneration", "SmolVLMModel")
 
+    def process(self, processor, texts: list[str], images: list) -> BatchFeature:
+        # SmolVLMProcessor reads a flat list as several images of one prompt: nest them per prompt
+        return processor(text=texts, images=[[image] for image in images], return_tensors="pt", padding=True)
+
     def tokens_per_side(self, model: nn.Module) -> int:
         vision = model.config.vision_config
         return vision.image_size // vision.patch_size // model.config.scale_factor
@@ -61,7 +65,7 @@ class Idefics3Adapter(NativeAdapter):
         names = [f"tile r{r + 1}c{c + 1}" for r in range(rows) for c in range(cols)]
         boxes.append(tile_boxes(image_size, 1, 1)[0])
         names.append("global")
-        check_count(positions, per_view * len(boxes), row,
-                    (f"{rows}x{cols} tiles and a global image" if rows else "one global image") + f" of {per_view} tokens")
+        layout = f"{rows}x{cols} tiles and a global image" if rows else "one global image"
+        check_count(positions, per_view * len(boxes), row, f"{layout} of {per_view} tokens")
         chunks = split(positions, [per_view] * len(boxes))
         return [grid_view(name, chunk, g, g, box) for name, chunk, box in zip(names, chunks, boxes)]

@@ -42,8 +42,9 @@ class InternVLAdapter(NativeAdapter):
 
         size = self.image_setting("size")
         width, height = image_size
-        cols, rows = get_optimal_tiled_canvas((height, width), (size_field(size, "height"), size_field(size, "width")),
-                                              self.image_setting("min_patches", 1), self.image_setting("max_patches", 12))
+        tile = (size_field(size, "height"), size_field(size, "width"))
+        cols, rows = get_optimal_tiled_canvas((height, width), tile, self.image_setting("min_patches", 1),
+                                              self.image_setting("max_patches", 12))
         return rows, cols
 
     def views(self, model: nn.Module, inputs: BatchFeature, row: int, positions: torch.Tensor,

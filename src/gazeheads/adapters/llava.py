@@ -69,7 +69,8 @@ def _warn_if_cropped(view: View, image_size: tuple[int, int]) -> None:
         warnings.warn(
             f"The processor crops this {width}x{height} px image: the model sees only pixels "
             f"({max(x0, 0):g}, {max(y0, 0):g}) to ({min(x1, width):g}, {min(y1, height):g}); regions outside "
-            "map to no token. Pad to a square (image processor do_pad=True) to keep the whole image.",
+            "map to no token. To keep the whole image, pad it to a square as LLaVA-1.5 was trained "
+            "(LlavaImageProcessor with do_pad=True).",
             UnseenPixelsWarning,
             stacklevel=4,
         )

@@ -24,7 +24,8 @@ def add_demo_parser(subparsers, add_model_options) -> argparse.ArgumentParser:
                     "discovered on a few synthetic strips at start-up.")
     add_model_options(p)
     p.add_argument("--ranking", default=None,
-                   help="ranking JSON from `gazeheads discover` (default on the bundled model: discover at start-up)")
+                   help="ranking JSON from `gazeheads discover` (default for the bundled model, or a model folder "
+                        "from `gazeheads train-tiny`: discover on synthetic strips at start-up)")
     p.add_argument("--comics", default=None, help="also offer the comic folders under DIR (DIR/<comic>/p1.png..pN.png)")
     p.add_argument("--n-panels", type=int, default=6, help="panels per comic strip (default 6)")
     p.add_argument("--strip-height", type=int, default=None,
@@ -52,6 +53,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _trained_on_synthetic_strips(model: str) -> bool:
+    """A local folder made by `gazeheads train-tiny` (it records its strip layout in gazeheads.json)."""
+    from pathlib import Path
+
+    return (Path(model) / "gazeheads.json").is_file()
+
+
 def startup_ranking(gm, n_strips: int = len(DISCOVERY_SEEDS)):
     """Discover gaze heads on a few synthetic strips (seconds on the bundled model)."""
     from ..discovery import discover
@@ -75,7 +83,7 @@ def cmd_demo(args) -> int:
     gm = _load_model(args)
     ranking = _load_ranking(args, gm)
     if ranking is None:
-        if args.model is not None:
+        if args.model is not None and not _trained_on_synthetic_strips(args.model):
             raise GazeheadsError("--ranking is needed for a model other than the bundled one.",
                                  "Run `gazeheads discover --model ... --comics ...` and pass --ranking runs/<name>/"
                                  "ranking.json.")

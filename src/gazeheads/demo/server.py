@@ -159,8 +159,10 @@ class _Guard:
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         if scope["method"] == "POST":
             ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-            allowed = ctype.startswith("image/") or ctype == "application/octet-stream" if upload \
-                else ctype == "application/json"
+            if upload:
+                allowed = ctype.startswith("image/") or ctype == "application/octet-stream"
+            else:
+                allowed = ctype == "application/json"
             if not allowed:
                 want = "an image type (e.g. image/png)" if upload else "application/json"
                 return await JSONResponse({"detail": f"Content-Type must be {want}, not {ctype or 'missing'}."},
@@ -251,7 +253,7 @@ class DemoState:
         except GazeheadsError as exc:
             raise HTTPException(422, f"{exc.problem} {exc.fix or ''}".strip()) from None
         meta = {"id": entry.id, "name": entry.name, "source": entry.source,
-                "captions": entry.captions, **describe_geometry(geometry)}
+                "captions": entry.captions or getattr(image, "captions", None), **describe_geometry(geometry)}
         with self._lock:
             self._meta[entry.id] = meta
             while len(self._meta) > 64:

@@ -50,6 +50,8 @@ def add_eval_parser(sub, add_model_options) -> None:
                    help="random control heads come from heads at or below this score percentile (default 5)")
     p.add_argument("--one-at-a-time", action="store_true",
                    help="generate targets one by one instead of one batch per strip (slower; for checking)")
+    p.add_argument("--strips-per-batch", type=int, default=1,
+                   help="strips whose targets share one generation batch (default 1: the N targets of a strip)")
     p.add_argument("--out", default=None, help="run folder (default runs/eval-<protocol>)")
     p.add_argument("--resume", action="store_true", help="keep OUT's generations and skip what is done")
     p.add_argument("--rejudge", action="store_true",
@@ -75,6 +77,7 @@ def settings_from_args(args):
         seed=args.seed,
         control_percentile=args.control_percentile,
         batch_targets=not args.one_at_a_time,
+        strips_per_batch=args.strips_per_batch,
     )
 
 

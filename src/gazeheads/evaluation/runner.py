@@ -49,6 +49,7 @@ class EvalSettings:
     seed: int = 0
     control_percentile: float = 5.0
     batch_targets: bool = True
+    strips_per_batch: int = 1
 
     def resolved_protocol(self) -> Protocol:
         if self.protocol != "topk":
@@ -104,19 +105,19 @@ class Generation:
     n_tokens: int = 0
 
 
-def _generate(gm: GazeModel, strip: Strip, spec: Protocol, heads: HeadSet | None, targets: list,
+def _generate(gm: GazeModel, rows: list[tuple[Strip, object]], spec: Protocol, heads: HeadSet | None,
               settings: EvalSettings) -> list[Generation]:
-    """Generate one answer per target (batched as rows, or one at a time)."""
-    if not targets:
+    """One answer per (strip, target) row, as one batch (or one at a time with batch_targets=False)."""
+    if not rows:
         return []
-    if not settings.batch_targets and len(targets) > 1:
-        return [g for t in targets for g in _generate(gm, strip, spec, heads, [t], settings)]
-    encoded = gm.encode(strip, [spec.question] * len(targets))
+    if not settings.batch_targets and len(rows) > 1:
+        return [g for row in rows for g in _generate(gm, [row], spec, heads, settings)]
+    encoded = gm.encode([strip for strip, _ in rows], [spec.question] * len(rows))
     if heads is None:
         ids = gm.generate_ids(encoded, spec.max_new_tokens)
     else:
-        with steer(gm, heads, targets, encoded, mode=settings.mode, strength=settings.strength,
-                   phase=settings.phase):
+        with steer(gm, heads, [target for _, target in rows], encoded, mode=settings.mode,
+                   strength=settings.strength, phase=settings.phase):
             ids = gm.generate_ids(encoded, spec.max_new_tokens)
     return [split_generation(gm, row, spec) for row in ids]
 
@@ -197,30 +198,44 @@ def evaluate_strips(
         for record in records if on_record else []:
             on_record(record)
 
-    for strip in tqdm(mine, desc=f"{settings.protocol} [{rank}/{world}]", unit="strip", disable=not progress):
-        baseline_key = record_key(spec.name, "baseline", 0, strip.comic_id, "-")
-        if baseline_key not in store:
-            gen = _generate(gm, strip, spec, None, [None], settings)[0]
-            save([{"key": baseline_key, "protocol": spec.name, "condition": "baseline", "k": 0,
-                   "strip": strip.comic_id, "text": gen.text, "segments": gen.segments, "n_tokens": gen.n_tokens}])
-        baseline = store.records[baseline_key]
+    chunks = [mine[i : i + settings.strips_per_batch] for i in range(0, len(mine), settings.strips_per_batch)]
+    bar = tqdm(total=len(mine), desc=f"{settings.protocol} [{rank}/{world}]", unit="strip", disable=not progress)
+    for chunk in chunks:
+        _baselines(gm, chunk, spec, settings, store, save)
         for condition, k, heads in plan:
             if spec.segment_tokens:
-                order = derangement(strip.n_panels, strip_rng(strip.comic_id, settings.seed))
-                key = record_key(spec.name, condition, k, strip.comic_id, "-".join(map(str, order)))
-                if key in store:
-                    continue
-                schedule = Schedule.every(spec.segment_tokens, [Panel(p) for p in order])
-                gen = _generate(gm, strip, spec, heads, [schedule], settings)[0]
-                base = Generation(baseline["text"], baseline.get("segments", []))
-                records = [dynamic_record(spec, condition, k, strip, gen, base, order, judge)]
+                jobs = []
+                for strip in chunk:
+                    order = derangement(strip.n_panels, strip_rng(strip.comic_id, settings.seed))
+                    if record_key(spec.name, condition, k, strip.comic_id, "-".join(map(str, order))) not in store:
+                        jobs.append((strip, order))
+                rows = [(strip, Schedule.every(spec.segment_tokens, [Panel(p) for p in order])) for strip, order in jobs]
+                gens = _generate(gm, rows, spec, heads, settings)
+                records = []
+                for (strip, order), gen in zip(jobs, gens):
+                    baseline = store.records[record_key(spec.name, "baseline", 0, strip.comic_id, "-")]
+                    base = Generation(baseline["text"], baseline.get("segments", []))
+                    records.append(dynamic_record(spec, condition, k, strip, gen, base, order, judge))
             else:
-                targets = [p for p in range(1, strip.n_panels + 1)
-                           if record_key(spec.name, condition, k, strip.comic_id, p) not in store]
-                if not targets:
-                    continue
-                gens = _generate(gm, strip, spec, heads, [Panel(p) for p in targets], settings)
-                records = [static_record(spec, condition, k, strip, t, g, baseline["text"], judge)
-                           for t, g in zip(targets, gens)]
+                jobs = [(strip, p) for strip in chunk for p in range(1, strip.n_panels + 1)
+                        if record_key(spec.name, condition, k, strip.comic_id, p) not in store]
+                gens = _generate(gm, [(strip, Panel(p)) for strip, p in jobs], spec, heads, settings)
+                records = [static_record(spec, condition, k, strip, p, gen, _baseline_text(store, spec, strip), judge)
+                           for (strip, p), gen in zip(jobs, gens)]
             save(records)
+        bar.update(len(chunk))
+    bar.close()
     return store
+
+
+def _baseline_text(store: JsonlStore, spec: Protocol, strip: Strip) -> str:
+    return store.records[record_key(spec.name, "baseline", 0, strip.comic_id, "-")]["text"]
+
+
+def _baselines(gm, chunk, spec, settings, store, save) -> None:
+    """Unsteered answers of the strips in `chunk` that have none yet (one batch)."""
+    todo = [s for s in chunk if record_key(spec.name, "baseline", 0, s.comic_id, "-") not in store]
+    gens = _generate(gm, [(strip, None) for strip in todo], spec, None, settings)
+    save([{"key": record_key(spec.name, "baseline", 0, strip.comic_id, "-"), "protocol": spec.name,
+           "condition": "baseline", "k": 0, "strip": strip.comic_id, "text": gen.text, "segments": gen.segments,
+           "n_tokens": gen.n_tokens} for strip, gen in zip(todo, gens)])

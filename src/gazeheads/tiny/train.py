@@ -48,6 +48,10 @@ class Example:
     question: str
     answer: str
     task: str
+    forced: tuple[int, ...] = ()  # indices of answer words fed to the model but not learned
+
+
+FOLLOW_PROB = 0.25  # share of examples whose answer continues from a forced, off-target colour
 
 
 def narrate_answer(captions: list[str]) -> str:
@@ -55,25 +59,53 @@ def narrate_answer(captions: list[str]) -> str:
     return " ".join(f"{c} {vocab.CAPTION_SEPARATOR}" for c in captions)
 
 
+def _follow_single(rng: random.Random, captions: list[str], intended: int) -> tuple[str, tuple[int, ...]]:
+    """Answer `intended`, or (FOLLOW_PROB) continue from another object's colour, given as input."""
+    if rng.random() >= FOLLOW_PROB or len(captions) < 2:
+        return captions[intended], ()
+    j = rng.choice([i for i in range(len(captions)) if i != intended])
+    return captions[j], (0,)
+
+
+def _follow_narration(rng: random.Random, captions: list[str]) -> tuple[str, tuple[int, ...]]:
+    """Narrate in order, or (FOLLOW_PROB) jump at segment i to a forced panel j and go on from j."""
+    if rng.random() >= FOLLOW_PROB:
+        return narrate_answer(captions), ()
+    i = rng.randrange(len(captions))
+    j = rng.choice([p for p in range(len(captions)) if p != i])
+    order = list(range(i)) + list(range(j, len(captions)))
+    return narrate_answer([captions[p] for p in order]), (3 * i,)  # 3 words a segment
+
+
 def sample_example(rng: random.Random, task: str | None = None) -> Example:
-    """One training example drawn from `rng` (task drawn by TASKS weights unless given)."""
+    """One training example drawn from `rng` (task drawn by TASKS weights unless given).
+
+    In a share FOLLOW_PROB of examples the first word of a caption is replaced by the colour of
+    another object and fed as input only; the model learns to finish the caption of the object it
+    has named (and, in narration, to go on from there). Answers thus follow what the model is
+    describing, as they must when steering redirects it mid-answer.
+    """
     if task is None:
         task = rng.choices(list(TASKS), weights=list(TASKS.values()))[0]
     if task == "scene":
-        image, objects = synth.make_scene(rng)
-        return Example(image, prompts.SCENE_QUESTION, synth.scene_answer(objects), task)
+        image, objects = synth.make_scene(rng)  # largest first
+        answer, forced = _follow_single(rng, [o.caption for o in objects], 0)
+        return Example(image, prompts.SCENE_QUESTION, answer, task, forced)
     strip = synth.make_strip(rng)
     caps = strip.captions
+    if task == "narrate":
+        answer, forced = _follow_narration(rng, caps)
+        return Example(strip.image, vocab.NARRATE_PROMPT, answer, task, forced)
     if task == "panel":
         k = rng.randint(1, strip.n_panels)
-        return Example(strip.image, prompts.discovery_question(k, strip.n_panels), caps[k - 1], task)
-    if task == "narration":
-        return Example(strip.image, prompts.NARRATION_QUESTION, caps[0], task)
-    if task == "vqa":
-        return Example(strip.image, prompts.VQA_QUESTION, caps[0], task)
-    if task == "narrate":
-        return Example(strip.image, vocab.NARRATE_PROMPT, narrate_answer(caps), task)
-    raise ValueError(task)
+        question = prompts.discovery_question(k, strip.n_panels)
+    elif task in ("narration", "vqa"):
+        k = 1
+        question = prompts.NARRATION_QUESTION if task == "narration" else prompts.VQA_QUESTION
+    else:
+        raise ValueError(task)
+    answer, forced = _follow_single(rng, caps, k - 1)
+    return Example(strip.image, question, answer, task, forced)
 
 
 # --------------------------------------------------------------------------- batching
@@ -131,9 +163,11 @@ class Encoder:
             grids.append(grid)
             n_img = grid[1] * grid[2] // build.MERGE_SIZE**2
             prompt = self.prompt_ids(n_img, ex.question)
-            answer = self.words(ex.answer) + [self.im_end]
+            words = self.words(ex.answer)
+            answer = words + [self.im_end]
+            learned = [-100 if i in ex.forced else t for i, t in enumerate(answer)]
             seqs.append(prompt + answer)
-            labels.append([-100] * len(prompt) + answer)
+            labels.append([-100] * len(prompt) + learned)
         length = max(len(s) for s in seqs)
         input_ids = torch.full((len(seqs), length), self.pad, dtype=torch.long)
         label_t = torch.full((len(seqs), length), -100, dtype=torch.long)

@@ -286,13 +286,18 @@ function addToken(event) {
     span.textContent = event.text;
     span.dataset.step = String(event.step);
     span.dataset.targetSeq = String(event.target_seq);
+    const previous = state.tokens.slice(0, event.step).reverse().find((t) => t && t.text && !t.special);
+    if (previous && previous.target_seq !== event.target_seq) {
+      span.classList.add("switch");  // the first token after a re-steer
+      span.title = "re-steered here";
+    }
     const regions = state.meta.regions;
     if (event.focus !== null && regions[event.focus]) {
       const region = regions[event.focus];
       span.dataset.region = String(event.focus);
       span.style.background = tint(region.colour, 0.22);
       span.style.borderBottomColor = region.colour;
-      span.title = `token ${event.step}: gaze heads on ${region.name} (${Math.round(100 * event.shares[event.focus])}% ` +
+      span.title = (span.title ? span.title + "; " : "") + `token ${event.step}: gaze heads on ${region.name} (${Math.round(100 * event.shares[event.focus])}% ` +
         `of their image attention; ${Math.round(100 * event.image_share)}% of all attention on the image)`;
     }
     span.addEventListener("mouseenter", () => { state.hoverStep = event.step; span.classList.add("hovered"); draw(); });
@@ -461,7 +466,8 @@ async function main() {
   wire();
   const info = await api("/api/info");
   state.info = info;
-  ui.model.textContent = `${info.model} · ${info.n_layers} layers × ${info.n_heads} heads · ranking from ` +
+  const modelName = String(info.model).split(/[\\/]/).filter(Boolean).pop() || info.model;
+  ui.model.textContent = `${modelName} · ${info.n_layers} layers × ${info.n_heads} heads · ranking from ` +
     `${info.ranking.n_strips} strips`;
   ui.k.max = String(info.total_heads);
   ui.k.value = String(info.default_k);
