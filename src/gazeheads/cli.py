@@ -338,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub, _add_model_options)
 
+    from .presence import add_presence_parser
+
+    add_presence_parser(sub, _add_model_options)
+
     p = sub.add_parser("run", help="the main job: discover, steer, evaluate and track, with an HTML report",
                        description="Discover gaze heads, steer with top-K gaze heads, K random non-gaze heads "
                                    "and all heads (ambiguous panel question, VQA, dynamic narration, scene "
