@@ -158,6 +158,8 @@ def test_info_gives_model_heads_and_defaults(client):
     assert info["max_new_tokens"] == 12 and info["default_new_tokens"] == 4
     assert info["limits"] == {"max_upload_bytes": 200_000, "max_pixels": 300_000, "max_side": 256}
     assert client.get("/api/info").headers["cache-control"] == "no-store"
+    schema = client.get("/api/openapi.json").json()
+    assert {"/api/generate", "/api/uploads", "/api/generations/{generation_id}/target"} <= set(schema["paths"])
 
 
 def test_images_lists_synthetic_strips_and_comics(client):

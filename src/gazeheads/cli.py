@@ -342,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_presence_parser(sub, _add_model_options)
 
+    from .demo import add_demo_parser
+
+    add_demo_parser(sub, _add_model_options)
+
     p = sub.add_parser("run", help="the main job: discover, steer, evaluate and track, with an HTML report",
                        description="Discover gaze heads, steer with top-K gaze heads, K random non-gaze heads "
                                    "and all heads (ambiguous panel question, VQA, dynamic narration, scene "

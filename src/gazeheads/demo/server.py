@@ -189,10 +189,12 @@ class _Guard:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
                 extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
                 if not scope["path"].startswith("/static") and scope["path"] != "/":
                     extra.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": list(message.get("headers", [])) + extra}
+                message = {**message, "headers": headers + [(k, v) for k, v in extra if k not in present]}
             await send(message)
 
         await self.app(scope, capped_receive, send_with_headers)
