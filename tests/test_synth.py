@@ -95,6 +95,50 @@ def test_vocabulary_covers_every_prompt_and_answer():
     assert vocabulary[vocab.UNK] not in ids
 
 
+def test_training_inputs_match_the_processor():
+    import random
+
+    from gazeheads.tiny import build, train
+
+    encoder = train.Encoder(build.build_processor())
+    rng = random.Random(0)
+    encoder.check([train.sample_example(rng, task) for task in train.TASKS])
+
+
+def test_steered_training_examples_describe_their_targets():
+    import random
+
+    from gazeheads.tiny import build, train
+
+    rng = random.Random(1)
+    examples = [train.sample_example(rng, task, steer_prob=1.0) for task in train.TASKS]
+    encoder = train.Encoder(build.build_processor())
+    batch = encoder.batch(examples)
+    for i, ex in enumerate(examples):
+        assert ex.steer and not ex.forced
+        rows = batch["attention_mask"][i].bool()
+        signs = batch["steer_signs"][i][rows]
+        img = batch["input_ids"][i] == encoder.pad_img
+        assert set(signs[:, img].unique().tolist()) == {-1.0, 1.0}
+        assert not signs[:, ~img].any()  # text keys are never biased
+    narrate = examples[list(train.TASKS).index("narrate")]
+    assert narrate.answer.split(" . ")[0] == synth.caption(*narrate.answer.split()[:2])
+
+
+def test_training_script_runs_and_saves_a_loadable_folder(tmp_path):
+    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+
+    from gazeheads.tiny import train
+
+    sizes = '{"text_layers": 2, "vision_depth": 1, "deepstack": [0]}'
+    argv = ["--out", str(tmp_path), "--steps", "3", "--batch", "4", "--threads", "1", "--eval-strips", "0"]
+    argv += ["--steer-start", "0", "--steer-reselect", "1", "--sizes", sizes]
+    assert train.main(argv) == 0
+    assert (tmp_path / "MODEL_CARD.md").is_file() and (tmp_path / "gazeheads.json").is_file()
+    AutoProcessor.from_pretrained(tmp_path)
+    Qwen3VLForConditionalGeneration.from_pretrained(tmp_path)
+
+
 # ------------------------------------------------------------------ the bundled model
 
 
