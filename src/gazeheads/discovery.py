@@ -71,8 +71,7 @@ def strip_matrices_per_question(gm: GazeModel, strip: Strip) -> np.ndarray:
         encoded = gm.encode(strip, prompts.discovery_question(k, n))
         recorder = _PanelMassRecorder(_panel_membership(encoded, n, encoded.prompt_len), shape.n_layers)
         request = hook.CaptureRequest(frozenset(range(shape.n_layers)), recorder)
-        with hook.attach_plan(gm.attention_modules()) as plan, torch.inference_mode():
-            plan.captures.append(request)
+        with hook.requesting(gm.attention_modules(), capture=request), torch.inference_mode():
             gm.model(**encoded.inputs, use_cache=False)
         out[:, :, k - 1, :] = recorder.matrices()[:, :, 0, :]
     return out
@@ -157,8 +156,7 @@ def strip_matrices(gm: GazeModel, strip: Strip) -> np.ndarray:
     with torch.inference_mode():
         cache = base(**prefix_inputs, use_cache=True).past_key_values
         _share_prefix(cache, n)
-        with hook.attach_plan(gm.attention_modules()) as plan:
-            plan.captures.append(request)
+        with hook.requesting(gm.attention_modules(), capture=request):
             base(**suffix_inputs, past_key_values=cache, use_cache=True)
     return recorder.matrices()
 

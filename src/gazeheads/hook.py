@@ -222,3 +222,22 @@ def attach_plan(attention_modules: list[nn.Module]) -> Iterator[AttentionPlan]:
             for module in attention_modules:
                 if getattr(module, _PLAN_ATTR, None) is plan:
                     delattr(module, _PLAN_ATTR)
+
+
+@contextlib.contextmanager
+def requesting(
+    attention_modules: list[nn.Module], *, bias: BiasSource | None = None, capture: CaptureRequest | None = None
+) -> Iterator[AttentionPlan]:
+    """Add one bias source and/or capture to the modules' plan for the duration of the block."""
+    with attach_plan(attention_modules) as plan:
+        if bias is not None:
+            plan.biases.append(bias)
+        if capture is not None:
+            plan.captures.append(capture)
+        try:
+            yield plan
+        finally:
+            if bias is not None:
+                plan.biases.remove(bias)
+            if capture is not None:
+                plan.captures.remove(capture)

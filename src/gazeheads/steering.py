@@ -225,9 +225,5 @@ def steer(
     """
     heads.check_shape(gm.shape)
     steering = Steering(heads, encoded, target, mode=mode, strength=strength, phase=phase)
-    with hook.attach_plan(gm.attention_modules()) as plan:
-        plan.biases.append(steering)
-        try:
-            yield steering
-        finally:
-            plan.biases.remove(steering)
+    with hook.requesting(gm.attention_modules(), bias=steering):
+        yield steering

@@ -166,9 +166,5 @@ def track(
     tracker = Tracker(heads, encoded, regions, value_weighted=value_weighted,
                       keep_image_attention=keep_image_attention)
     request = hook.CaptureRequest(frozenset(heads.layers()), tracker)
-    with hook.attach_plan(gm.attention_modules()) as plan:
-        plan.captures.append(request)
-        try:
-            yield tracker
-        finally:
-            plan.captures.remove(request)
+    with hook.requesting(gm.attention_modules(), capture=request):
+        yield tracker

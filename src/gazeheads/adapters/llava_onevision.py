@@ -18,14 +18,6 @@ class LlavaOnevisionAdapter(LlavaNextAdapter):
     family = "llava-onevision"
     model_classes = ("LlavaOnevisionForConditionalGeneration", "LlavaOnevisionModel")
 
-    def unpadded(self, model: nn.Module, grid_rows: int, grid_cols: int, image_size) -> tuple[int, int, int, int]:
-        from transformers.models.llava_onevision.modeling_llava_onevision import unpad_image
-
-        index = torch.arange(grid_rows * grid_cols).reshape(1, grid_rows, grid_cols)
-        kept = unpad_image(index, [image_size[1], image_size[0]])
-        first, last = int(kept[0, 0, 0]), int(kept[0, -1, -1])
-        return first // grid_cols, last // grid_cols + 1, first % grid_cols, last % grid_cols + 1
-
     def pooled(self, model: nn.Module, rows: int, cols: int) -> tuple[int, int]:
         g = self.feature_side(model)
         max_num_patches = int(model.config.vision_aspect_ratio.strip("anyres_max_"))
