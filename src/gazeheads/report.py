@@ -76,6 +76,9 @@ def write_report(run_dir: str | Path, *, title: str, sections: list[tuple[str, l
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if notes:
         parts.append(f"<p>{html.escape(notes)}</p>")
+    everything = [row for _, rows, _ in sections for row in rows]
+    if len(sections) > 1:
+        parts.append("<h2>Summary</h2>" + _table(everything))
     for heading, rows, records in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         parts.append(_table(rows))

@@ -89,7 +89,8 @@ def finish(run_dir: Path, process: ProcessInfo, *, title: str, settings: dict, f
     records = sorted(store, key=lambda r: r["key"])
     rows = summarise(records)
     (run_dir / "summary.json").write_text(json.dumps({"settings": settings, "results": rows}, indent=1))
-    protocols = sorted({r["protocol"] for r in rows})
+    order = ["narration", "vqa", "dynamic", "topk", "coco"]
+    protocols = sorted({r["protocol"] for r in rows}, key=lambda p: (order.index(p) if p in order else 9, p))
     sections = []
     for name in protocols:
         sel = [r for r in rows if r["protocol"] == name]
