@@ -221,7 +221,7 @@ def _overlaps(a: tuple[float, float, float], b: tuple[float, float, float], marg
 def make_scene(seed: Seed, size: int = SCENE_SIZE) -> tuple[Image.Image, list[SceneObject]]:
     """One scene: 2-4 non-overlapping objects, all shapes and colours different.
 
-    The objects come back largest first (by box area); the largest is drawn at least 1.4
+    The objects come back largest first (by box area); the largest is drawn at least 1.5
     times the radius of any other, so "the largest object" is never a close call.
     """
     rng = _rng(seed, "scene")
@@ -229,8 +229,8 @@ def make_scene(seed: Seed, size: int = SCENE_SIZE) -> tuple[Image.Image, list[Sc
     colours = rng.sample(list(COLOURS), n)
     shapes = rng.sample(list(SHAPES), n)
     background = rng.choice(list(BACKGROUNDS))
-    big = rng.uniform(0.16, 0.3) * size
-    radii = [big] + [rng.uniform(0.06 * size, big / 1.4) for _ in range(n - 1)]
+    big = rng.uniform(0.22, 0.32) * size
+    radii = [big] + [rng.uniform(0.09 * size, big / 1.5) for _ in range(n - 1)]
     placed: list[tuple[float, float, float]] = []
     for r in radii:
         for _ in range(200):

@@ -34,7 +34,7 @@ from PIL import Image
 from .. import prompts, synth
 from . import build, vocab
 
-TASKS = {"panel": 0.5, "narration": 0.1, "vqa": 0.05, "narrate": 0.15, "scene": 0.2}
+TASKS = {"panel": 0.53, "narration": 0.1, "vqa": 0.05, "narrate": 0.12, "scene": 0.2}
 EVAL_STRIP_SEEDS = range(100_000, 100_200)  # held out: integer seeds are never training strips
 EVAL_SCENE_SEEDS = range(200_000, 200_200)
 
@@ -53,7 +53,7 @@ class Example:
     steer: tuple[int, ...] = ()  # steered examples: target region of each answer segment (3 words)
 
 
-FOLLOW_PROB = 0.25  # share of examples whose answer continues from a forced, off-target colour
+FOLLOW_PROB = 0.2  # share of examples whose answer continues from a forced, off-target colour
 
 
 def narrate_answer(captions: list[str]) -> str:
@@ -679,18 +679,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output folder (a Hugging Face model folder)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=6000)
-    parser.add_argument("--minutes", type=float, default=30.0, help="wall-time cap (0: none)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=2300)
+    parser.add_argument("--minutes", type=float, default=29.5, help="wall-time cap (0: none)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=28)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--steer-prob", type=float, default=0.3, help="share of steered examples (0: off)")
-    parser.add_argument("--steer-heads", type=int, default=5, help="top gaze heads steered in training")
-    parser.add_argument("--steer-start", type=float, default=0.25, help="first head selection (share of steps)")
+    parser.add_argument("--steer-heads", type=int, default=4, help="top gaze heads steered in training")
+    parser.add_argument("--steer-start", type=float, default=0.3, help="first head selection (share of steps)")
     parser.add_argument("--steer-every", type=float, default=0.1, help="re-selection interval (share of steps)")
-    parser.add_argument("--steer-reselect", type=int, default=3, help="number of selections")
+    parser.add_argument("--steer-reselect", type=int, default=1, help="number of selections")
     parser.add_argument("--sizes", default="", help="JSON overrides of build.DEFAULT_SIZES")
     parser.add_argument("--eval-strips", type=int, default=200, help="held-out strips to evaluate (0: skip)")
     parser.add_argument("--eval-scenes", type=int, default=200)
