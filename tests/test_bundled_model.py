@@ -1,0 +1,88 @@
+"""The bundled tiny model end to end: gaze steering redirects it, random heads do not,
+all heads break it, and `gazeheads run --quick` writes its report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import gazeheads as gh
+from gazeheads import cli, prompts
+from gazeheads.cli import default_k
+from gazeheads.evaluation.judges import make_judge
+from gazeheads.evaluation.runner import EvalSettings, evaluate_strips
+from gazeheads.evaluation.session import ProcessInfo, finish, open_store
+from gazeheads.synth import make_strip
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    gm = gh.load()
+    ranking = gh.discover(gm, [make_strip(300_000 + i) for i in range(8)], progress=False)
+    return gm, ranking
+
+
+def steered_accuracy(gm, heads, strips):
+    """Share of (strip, target) pairs whose ambiguous-question answer is the target's caption."""
+    hits = total = 0
+    for strip in strips:
+        encoded = gm.encode(strip, [prompts.NARRATION_QUESTION] * strip.n_panels)
+        with gh.steer(gm, heads, [gh.Panel(k) for k in range(1, strip.n_panels + 1)], encoded):
+            answers = gm.generate(encoded, max_new_tokens=4)
+        for k, answer in enumerate(answers):
+            hits += answer.split(".")[0].strip() == strip.captions[k]
+            total += 1
+    return hits / total
+
+
+def test_gaze_heads_redirect_and_random_heads_do_not(bundled):
+    gm, ranking = bundled
+    strips = [make_strip(100_000 + i) for i in range(4)]
+    k = default_k(gm.shape.total)
+    unsteered = gm.generate(gm.encode(strips[0], prompts.NARRATION_QUESTION), max_new_tokens=4)[0]
+    assert unsteered.startswith(strips[0].captions[0])  # unsteered: the first panel
+    gaze = steered_accuracy(gm, ranking.top(k), strips)
+    random = steered_accuracy(gm, ranking.random_control(k, seed=0, percentile=50), strips)
+    assert gaze >= 0.8, gaze
+    assert random <= 0.35, random
+
+
+def test_all_heads_break_generation(bundled):
+    gm, ranking = bundled
+    strips = [make_strip(100_000 + i) for i in range(2)]
+    assert steered_accuracy(gm, ranking.all_heads(), strips) <= 0.35
+
+
+def test_every_protocol_runs_on_the_bundled_model(bundled, tmp_path):
+    gm, ranking = bundled
+    strips = [make_strip(100_000 + i, comic_id=f"synth_{100_000 + i:06d}") for i in range(2)]
+    common = dict(k=default_k(gm.shape.total), control_percentile=50, strips_per_batch=2)
+    store = open_store(tmp_path, ProcessInfo(), resume=True)
+    runs = [
+        EvalSettings(protocol="narration", max_new_tokens=4, **common),
+        EvalSettings(protocol="vqa", max_new_tokens=4, **common),
+        EvalSettings(protocol="dynamic", question="Narrate this comic strip panel by panel.", segment_tokens=3,
+                     max_new_tokens=18, **common),
+        EvalSettings(protocol="topk", topk=(2, 4), max_new_tokens=4, **common),
+    ]
+    for settings in runs:
+        evaluate_strips(gm, ranking, strips, settings, make_judge("truth"), store, progress=False)
+    rows = finish(tmp_path, ProcessInfo(), title="bundled", settings={}, echo=False)
+    by = {(r["protocol"], r["condition"], r["k"]): r for r in rows}
+    assert by[("narration", "gaze", common["k"])]["accuracy"] > by[("narration", "random", common["k"])]["accuracy"]
+    assert {("topk", "gaze", 2), ("topk", "gaze", 4), ("topk", "random", 4)} <= set(by)
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert (tmp_path / "topk_curve.png").exists() and (tmp_path / "dynamic_schedules.png").exists()
+
+
+def test_run_quick_writes_its_report(tmp_path, capsys):
+    assert cli.main(["run", "--quick", "--out-root", str(tmp_path), "--discover-strips", "4", "--n-strips", "2",
+                     "--scenes", "3"]) == 0
+    out = tmp_path / "quick"
+    for name in ("ranking.json", "generations.jsonl", "summary.json", "report.html", "tracking_staircase.png",
+                 "discovery_score_map.png"):
+        assert (out / name).exists(), name
+    protocols = {row["protocol"] for row in json.loads((out / "summary.json").read_text())["results"]}
+    assert protocols == {"narration", "vqa", "dynamic", "coco"}
+    assert "narration" in capsys.readouterr().out
