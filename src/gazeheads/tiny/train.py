@@ -605,7 +605,7 @@ model = Qwen3VLForConditionalGeneration.from_pretrained(path)  # attn_implementa
   on one of 5 light backgrounds, with jittered size and position. Colours are distinct within a
   strip. Caption: `"<colour> <shape>"`, e.g. `red circle`.
 * Scenes: 192 x 192 px (6 x 6 tokens), 2-4 objects of distinct shapes and colours, the largest
-  at least 1.4 times the radius of any other; COCO-style boxes from `write_synthetic_scenes`.
+  at least 1.5 times the radius of any other; COCO-style boxes from `write_synthetic_scenes`.
 * Training draws from `synth.training_rng(seed)`; every evaluation below uses integer-seeded
   strips and scenes (`synth.make_strip(seed)`, `synth.make_scene(seed)`), never seen in training.
 * `gazeheads.json` records this layout (strip height 64, gap 0) and the narration prompt.
@@ -632,7 +632,7 @@ Two augmentations shape how answers follow the model's gaze:
   colour and shape at the last prompt token and, under steering at decode time, repeated colours.
 * **Steering consistency** ({info.get('steer_prob', 0):.0%} of examples once active), an interchange-intervention objective
   (Geiger et al. 2022): the model's own current top-{len(info.get('steer_selections', [{}])[-1].get('heads', [])) if info.get('steer_selections') else 0} heads by gaze score (measured
-  as in DESIGN.md on 12 training-stream strips, re-measured {len(info.get('steer_selections', []))} times) get the steering bias
+  as in DESIGN.md on 12 training-stream strips; selections: {len(info.get('steer_selections', []))}) get the steering bias
   (+10000 on a random target region's image tokens, -10000 on the other image tokens, at every
   query row), and the answer describes the target (per segment for narration, with a random
   panel order; a random object's box for scenes). Without it, query-dependent gaze heads emerged
@@ -679,9 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output folder (a Hugging Face model folder)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=2300)
+    parser.add_argument("--steps", type=int, default=3300)
     parser.add_argument("--minutes", type=float, default=29.5, help="wall-time cap (0: none)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=28)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=100)
