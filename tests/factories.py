@@ -90,3 +90,11 @@ def make_qwen(family: str = "qwen3_vl", *, layers: int = 2, heads: int = 4, kv_h
                          chat_template=CHAT_TEMPLATE)
     model = model_cls._from_config(config, attn_implementation=attn).eval()
     return model, processor
+
+
+def save_qwen(folder, family: str = "qwen3_vl", **kwargs):
+    """Build a tiny model with `make_qwen` and save it with its processor as a model folder."""
+    model, processor = make_qwen(family, **kwargs)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -13,15 +13,13 @@ from PIL import Image
 from gazeheads import cli
 from gazeheads.data import save_strip_folder
 
-from factories import make_qwen
+from factories import save_qwen
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    model, processor = make_qwen("qwen3_vl", layers=2, heads=4, kv_heads=2, seed=3)
-    model.save_pretrained(root / "model")
-    processor.save_pretrained(root / "model")
+    save_qwen(root / "model", layers=2, heads=4, kv_heads=2, seed=3)
     rng = np.random.default_rng(0)
     for c in range(3):
         panels = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(6)]
@@ -91,9 +89,7 @@ def test_errors_print_problem_and_fix_without_traceback(workspace, capsys, case,
 
 
 def test_ranking_of_another_model_is_refused(workspace, capsys, tmp_path):
-    other, processor = make_qwen("qwen3_vl", layers=3, heads=4, kv_heads=2)
-    other.save_pretrained(tmp_path / "other")
-    processor.save_pretrained(tmp_path / "other")
+    save_qwen(tmp_path / "other", layers=3, heads=4, kv_heads=2)
     ranking = workspace / "run" / "ranking.json"
     if not ranking.exists():
         pytest.skip("needs the discover test's ranking")

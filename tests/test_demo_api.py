@@ -6,10 +6,8 @@ layer and the live-steering plumbing, not what the model says.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import socket
 import struct
 import threading
 import time
@@ -17,11 +15,11 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
+from conftest import live_server
 from PIL import Image
 
-pytest.importorskip("fastapi", reason="the demo needs fastapi (pip install -e '.[demo]')")
-pytest.importorskip("uvicorn", reason="the demo needs uvicorn (pip install -e '.[demo]')")
+pytest.importorskip("fastapi", reason="the demo needs fastapi (pip install -e .)")
+pytest.importorskip("uvicorn", reason="the demo needs uvicorn (pip install -e .)")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
@@ -379,25 +377,6 @@ def test_json_endpoints_need_json_and_small_bodies(client):
 
 
 # live re-steering, cancel, queue: a real server ----------------------------------------------------
-
-
-@contextlib.contextmanager
-def live_server(app):
-    """uvicorn on a free loopback port in a thread; yields the base URL."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=30)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 class EventReader:

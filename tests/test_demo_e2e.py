@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from conftest import live_server
 
 CHROMIUM = os.environ.get("GAZEHEADS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -33,8 +31,8 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium; .ci/run installs it).",
                 allow_module_level=True)
 pytest.importorskip("playwright.sync_api", reason="the e2e test needs playwright (pip install -e '.[test]')")
-pytest.importorskip("fastapi", reason="the demo needs fastapi (pip install -e '.[demo]')")
-pytest.importorskip("uvicorn", reason="the demo needs uvicorn (pip install -e '.[demo]')")
+pytest.importorskip("fastapi", reason="the demo needs fastapi (pip install -e .)")
+pytest.importorskip("uvicorn", reason="the demo needs uvicorn (pip install -e .)")
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
@@ -55,27 +53,14 @@ def _model_path() -> Path:
 @pytest.fixture(scope="module")
 def demo():
     """The demo app on the bundled model, served by uvicorn on a free loopback port: (url, model)."""
-    import uvicorn
-
     import gazeheads as gh
     from gazeheads.demo import startup_ranking
     from gazeheads.demo.server import create_app
 
     gm = gh.load(_model_path(), device="cpu")
     app = create_app(gm, startup_ranking(gm), token_delay_ms=TOKEN_DELAY_MS)  # what `gazeheads demo` serves
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the demo server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", gm
-    server.should_exit = True
-    thread.join(timeout=30)
+    with live_server(app) as url:
+        yield f"{url}/", gm
 
 
 @pytest.fixture

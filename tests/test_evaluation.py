@@ -19,7 +19,7 @@ from gazeheads.evaluation.session import ProcessInfo, finish, open_store
 from gazeheads.evaluation.store import JsonlStore
 from gazeheads.synth import make_strip
 
-from factories import make_qwen
+from factories import save_qwen
 
 N_STRIPS = 6
 
@@ -28,9 +28,7 @@ N_STRIPS = 6
 def saved(tmp_path_factory):
     """A tiny random Qwen3-VL on disk, its ranking, and the strips (synthetic, seeded)."""
     root = tmp_path_factory.mktemp("evaluation")
-    model, processor = make_qwen("qwen3_vl", layers=2, heads=4, kv_heads=2, seed=3)
-    model.save_pretrained(root / "model")
-    processor.save_pretrained(root / "model")
+    save_qwen(root / "model", layers=2, heads=4, kv_heads=2, seed=3)
     gm = gh.load(root / "model")
     ranking = gh.discover(gm, [make_strip(300_000 + i) for i in range(2)], progress=False)
     ranking.save(root / "ranking.json")

@@ -32,6 +32,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="accelerate device map, e.g. 'auto' to spread a large model over GPUs")
 
 
+def add_strip_options(parser, n_strips_help: str = "number of strips to use (default 20)") -> None:
+    """--n-strips, --n-panels and --strip-height for commands that read many strips."""
+    parser.add_argument("--n-strips", type=int, default=20, help=n_strips_help)
+    parser.add_argument("--n-panels", type=int, default=6, help="panels per strip (default 6)")
+    parser.add_argument("--strip-height", type=int, default=None, help="stitched strip height in px")
+
+
 def _add_image_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("image")
     group.add_argument("--comic", default=None,
@@ -296,9 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--comics", required=True,
                    help="comic strips: a folder ROOT/<comic>/p1.png..pN.png, hf:baulab/openai-comic-strips, "
                         "or comics:<root> for the raw COMICS corpus")
-    p.add_argument("--n-strips", type=int, default=20, help="number of strips to use (default 20)")
-    p.add_argument("--n-panels", type=int, default=6, help="panels per strip (default 6)")
-    p.add_argument("--strip-height", type=int, default=None, help="stitched strip height in px")
+    add_strip_options(p)
     p.add_argument("--out", default="runs/discover", help="output folder (default runs/discover)")
     p.add_argument("--resume", action="store_true",
                    help="keep per-strip results in OUT/discovery-checkpoint and skip strips already done")

@@ -179,9 +179,9 @@ def add_presence_parser(subparsers, add_model_options) -> argparse.ArgumentParse
     add_model_options(p)
     p.add_argument("--ranking", action="append", default=[], help="ranking JSON from `gazeheads discover` (repeatable)")
     p.add_argument("--comics", default=None, help="strips to discover on for --model (as in `gazeheads discover`)")
-    p.add_argument("--n-strips", type=int, default=20, help="strips for discovery (default 20)")
-    p.add_argument("--n-panels", type=int, default=6, help="panels per strip (default 6)")
-    p.add_argument("--strip-height", type=int, default=None, help="stitched strip height in px")
+    from .cli import add_strip_options
+
+    add_strip_options(p, "strips for discovery (default 20)")
     p.add_argument("-k", "--k", type=int, default=None,
                    help="top-K heads in the statistic (default about 9%% of heads)")
     p.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS,

@@ -21,9 +21,9 @@ def add_eval_parser(sub, add_model_options) -> None:
     p.add_argument("--comics", default=None,
                    help="strips: folder, hf:baulab/openai-comic-strips, comics:<root>, or synth[:SEED] for "
                         "synthetic strips (default for the bundled model: synth)")
-    p.add_argument("--n-strips", type=int, default=20, help="number of strips (default 20)")
-    p.add_argument("--n-panels", type=int, default=6, help="panels per strip (default 6)")
-    p.add_argument("--strip-height", type=int, default=None, help="stitched strip height in px")
+    from ..cli import add_strip_options
+
+    add_strip_options(p)
     p.add_argument("--coco-instances", default=None, help="coco: COCO instances JSON (e.g. instances_val2017.json)")
     p.add_argument("--coco-images", default=None, help="coco: folder with the images named in the JSON")
     p.add_argument("--per-size", type=int, default=50, help="coco: objects per size class (default 50)")
