@@ -9,7 +9,7 @@ import pytest
 
 import gazeheads as gh
 from gazeheads import cli, prompts
-from gazeheads.cli import default_k
+from gazeheads.heads import default_k
 from gazeheads.evaluation.judges import make_judge
 from gazeheads.evaluation.runner import EvalSettings, evaluate_strips
 from gazeheads.evaluation.session import ProcessInfo, finish, open_store
@@ -46,6 +46,32 @@ def test_gaze_heads_redirect_and_random_heads_do_not(bundled):
     random = steered_accuracy(gm, ranking.random_control(k, seed=0, percentile=50), strips)
     assert gaze >= 0.8, gaze
     assert random <= 0.35, random
+
+
+def box_accuracy(gm, heads, seeds):
+    """Share of scene objects whose shape the answer names when the heads are steered to its box."""
+    from gazeheads.synth import make_scene
+
+    hits = total = 0
+    for seed in seeds:
+        image, objects = make_scene(seed)
+        encoded = gm.encode(image, [prompts.SCENE_QUESTION] * len(objects))
+        boxes = [gh.Box(x, y, x + w, y + h) for x, y, w, h in (o.bbox for o in objects)]
+        with gh.steer(gm, heads, boxes, encoded):
+            answers = gm.generate(encoded, max_new_tokens=4)
+        hits += sum(o.shape in answer.split() for o, answer in zip(objects, answers))
+        total += len(objects)
+    return hits / total
+
+
+def test_box_steering_names_the_boxed_object(bundled):
+    gm, ranking = bundled
+    seeds = range(200_000, 200_006)  # held-out scenes
+    k = default_k(gm.shape.total)
+    gaze = box_accuracy(gm, ranking.top(k), seeds)
+    random = box_accuracy(gm, ranking.random_control(k, seed=0, percentile=50), seeds)
+    assert gaze >= 0.7, gaze
+    assert gaze >= 2 * random, (gaze, random)
 
 
 def test_all_heads_break_generation(bundled):
@@ -86,3 +112,19 @@ def test_run_quick_writes_its_report(tmp_path, capsys):
     protocols = {row["protocol"] for row in json.loads((out / "summary.json").read_text())["results"]}
     assert protocols == {"narration", "vqa", "dynamic", "coco"}
     assert "narration" in capsys.readouterr().out
+
+    # the model card's steering section is generated from this run, and replaced (not repeated) on rerun
+    import shutil
+
+    from gazeheads.tiny import card, model_path
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(model_path() / "MODEL_CARD.md", model_dir / "MODEL_CARD.md")
+    card.update_card(out, model_dir)
+    text = card.update_card(out, model_dir).read_text()
+    assert text.count(card.SECTION) == 1 and text.startswith("# tiny-qwen3vl")
+    rows = json.loads((out / "summary.json").read_text())["results"]
+    coco_all = next(r for r in rows if r["protocol"] == "coco" and r["condition"] == "gaze" and r["size_class"] == "all")
+    assert f"| all | {coco_all['n']} | {100 * coco_all['accuracy']:.1f}%" in text
+    assert (model_dir / "README.md").read_text() == text

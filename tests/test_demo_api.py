@@ -33,7 +33,7 @@ from factories import make_qwen  # noqa: E402
 
 BASE = "http://127.0.0.1"
 STRIP = "synth-100000"
-N_HEADS = 16  # 2 layers x 8 heads: default K = 2 (10%)
+N_HEADS = 16  # 2 layers x 8 heads: default K = 1 (about 8.7%, as everywhere)
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_only_loopback_host_names_are_served(gm, ranking):
 def test_info_gives_model_heads_and_defaults(client):
     info = client.get("/api/info").json()
     assert info["total_heads"] == N_HEADS
-    assert info["default_k"] == 2  # 10% of the heads
+    assert info["default_k"] == 1  # about 8.7% of the heads (heads.default_k), as in the CLI
     assert info["default_phase"] == "decode"
     assert set(info["phases"]) == {"decode", "prefill+decode"}
     assert info["question"] == gh.prompts.NARRATION_QUESTION

@@ -194,3 +194,16 @@ def test_mean_std_skips_nan():
     assert std == pytest.approx(math.sqrt(2 / 3))
     assert mean_std([1.0, 3.0], ddof=1)[1] == pytest.approx(math.sqrt(2))
     assert all(math.isnan(v) for v in mean_std([math.nan]))
+
+
+def test_box_steering_summary_pools_size_classes():
+    from gazeheads.evaluation.summary import summarise
+
+    coco = [dict(r, protocol="coco", k=4, key=f"{r['condition']}-{r['target']}") for r in records()[:-1]]
+    coco.append({"protocol": "coco", "condition": "gaze", "k": 4, "untargetable": True, "size_class": "small"})
+    rows = summarise(coco)
+    assert [(r["condition"], r["size_class"], r["n"]) for r in rows] == [
+        ("gaze", "all", 6), ("random", "all", 6), ("gaze", "small", 3), ("random", "small", 3),
+        ("gaze", "large", 3), ("random", "large", 3),
+    ]
+    assert rows[0]["accuracy"] == pytest.approx(5 / 6) and rows[1]["accuracy"] == pytest.approx(1 / 6)

@@ -139,6 +139,40 @@ def test_training_script_runs_and_saves_a_loadable_folder(tmp_path):
     Qwen3VLForConditionalGeneration.from_pretrained(tmp_path)
 
 
+def test_gaze_anchor_recomputes_the_attention_discovery_measures():
+    """The training-time gaze anchor sees the same last-row attention as eager attention."""
+    import random
+
+    import torch
+    from transformers import Qwen3VLForConditionalGeneration
+
+    from gazeheads.tiny import build, train
+
+    torch.manual_seed(0)
+    config = build.build_config({"text_layers": 2, "vision_depth": 1, "deepstack": [0]})
+    config.text_config._attn_implementation = "eager"
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    encoder = train.Encoder(build.build_processor())
+    rng = random.Random(3)
+    examples = [train.sample_example(rng, "panel") for _ in range(3)] + [train.sample_example(rng, "scene")]
+    batch = encoder.batch(examples)
+    rows, last, target = batch["gaze_anchor"]
+    assert rows.tolist() == [0, 1, 2]  # only per-panel questions are anchored
+    for row, ex in enumerate(examples[:3]):
+        assert target[row].sum() == 4  # a panel is 2 x 2 image tokens
+        assert batch["input_ids"][row, last[row]] == encoder.assistant
+        assert (batch["input_ids"][row][target[row].bool()] == encoder.pad_img).all()
+    trainer = train.SteeringTrainer(model, anchor=True)
+    trainer.select([(1, 0), (1, 5)])
+    trainer.set_batch(batch)
+    with torch.no_grad():
+        out = model(**{k: v for k, v in batch.items() if k not in train.TRAINING_ONLY}, output_attentions=True)
+    trainer.close()
+    att = out.attentions[1][rows, :, last]  # (examples, heads, keys)
+    expected = torch.stack([-torch.log((att[:, h] * target).sum(-1) + 1e-6).mean() for h in (0, 5)])
+    assert torch.allclose(torch.stack(trainer.anchor_losses), expected, atol=1e-5)
+
+
 # ------------------------------------------------------------------ the bundled model
 
 

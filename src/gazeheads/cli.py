@@ -123,11 +123,6 @@ def _load_ranking(args, gm):
     return ranking
 
 
-def default_k(total_heads: int) -> int:
-    """About 9% of the heads (the paper's 100 of 1,152), at least 1."""
-    return max(1, round(total_heads * 100 / 1152))
-
-
 def _head_set(args, gm, ranking):
     from .heads import HeadSet
 
@@ -136,6 +131,8 @@ def _head_set(args, gm, ranking):
     if ranking is None:
         raise GazeheadsError(f"--heads {args.heads} needs a ranking.",
                              "Run `gazeheads discover` and pass --ranking runs/<name>/ranking.json.")
+    from .heads import default_k
+
     k = args.k or default_k(gm.shape.total)
     if args.heads == "gaze":
         return ranking.top(k)
@@ -189,6 +186,8 @@ def cmd_discover(args) -> int:
     from .heads import check_k
 
     gm = _load_model(args)
+    from .heads import default_k
+
     k = args.k or default_k(gm.shape.total)
     check_k(k, gm.shape)
     strips = resolve_comics(args.comics, n_panels=args.n_panels, limit=args.n_strips, height=_strip_height(args))

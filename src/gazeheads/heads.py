@@ -61,6 +61,11 @@ class HeadSet:
         return cls.of(((l, h) for l in range(shape.n_layers) for h in range(shape.n_heads)), shape, "all")
 
 
+def default_k(total_heads: int) -> int:
+    """About 8.7% of the heads (the paper's 100 of 1,152), at least 1: the default K everywhere."""
+    return max(1, round(total_heads * 100 / 1152))
+
+
 def check_k(k: int, shape: HeadShape) -> None:
     if k < 1 or k > shape.total:
         raise HeadSelectionError(

@@ -61,7 +61,8 @@ def plan_for(args, layout: dict) -> RunPlan:
 
 def run_main_job(args) -> int:
     from .assets import bundled_model_path
-    from .cli import _load_model, default_k
+    from .cli import _load_model
+    from .heads import default_k
     from .discovery import discover
     from .evaluation.cli import resolve_strips
     from .evaluation.judges import make_judge
@@ -122,7 +123,7 @@ def run_main_job(args) -> int:
     print("[4/4] tracking a steered narration")
     _track_example(gm, ranking, eval_strips[0], out, k, plan)
     rows = finish(out, ProcessInfo(), title=f"gazeheads run: {gm.name}",
-                  settings={"model": gm.name, "k": k, "control_percentile": percentile,
+                  settings={"model": gm.name, "k": k, "control_percentile": percentile, "seed": args.seed,
                             "discover_strips": len(discover_strips), "eval_strips": len(eval_strips),
                             "scenes": plan.scenes, "judge": args.judge})
     print(f"done in {time.time() - started:.0f} s: {out / 'report.html'}")

@@ -7,8 +7,8 @@ about, so a model answering the per-panel question has to look at that panel fro
 prompt token on. Within a strip the colours are all different, so a caption (and even its
 first word) names exactly one panel.
 
-Scenes place 2-4 objects of different shapes and colours on a plain background and record
-their boxes COCO-style; the tiny model answers "What is in this picture?" with the caption of
+Scenes place 3-4 objects of different shapes and colours on a plain background (a loose 3 x 3
+grid, the largest object over a 2 x 2 block of cells) and record their boxes COCO-style; the tiny model answers "What is in this picture?" with the caption of
 the largest object.
 
 Everything is deterministic for a given seed: an integer seed maps to its own
@@ -214,33 +214,31 @@ class SceneObject:
         return caption(self.colour, self.shape)
 
 
-def _overlaps(a: tuple[float, float, float], b: tuple[float, float, float], margin: float) -> bool:
-    return math.hypot(a[0] - b[0], a[1] - b[1]) < a[2] + b[2] + margin
-
-
 def make_scene(seed: Seed, size: int = SCENE_SIZE) -> tuple[Image.Image, list[SceneObject]]:
-    """One scene: 2-4 non-overlapping objects, all shapes and colours different.
+    """One scene: 3-4 objects of different shapes and colours on a loose 3 x 3 grid.
 
-    The objects come back largest first (by box area); the largest is drawn at least 1.5
-    times the radius of any other, so "the largest object" is never a close call.
+    The scene is cut into 3 x 3 cells (64 px, i.e. 2 x 2 language-model tokens, at the default
+    size). The largest object fills a random 2 x 2 block of cells; 2-3 smaller ones sit in
+    other cells, drawn like strip panels (radius 27-36% of the cell, centre jittered by 7%).
+    The objects come back largest first (by box area); the largest is at least 1.5 times the
+    radius of any other, so "the largest object" is never a close call.
     """
     rng = _rng(seed, "scene")
-    n = rng.randint(2, 4)
+    n = rng.randint(3, 4)
     colours = rng.sample(list(COLOURS), n)
     shapes = rng.sample(list(SHAPES), n)
     background = rng.choice(list(BACKGROUNDS))
-    big = rng.uniform(0.22, 0.32) * size
-    radii = [big] + [rng.uniform(0.09 * size, big / 1.5) for _ in range(n - 1)]
+    cell = size / 3
+    row, col = rng.randrange(2), rng.randrange(2)  # top-left cell of the large object's block
+    block = {(row + i, col + j) for i in (0, 1) for j in (0, 1)}
+    free = [(i, j) for i in range(3) for j in range(3) if (i, j) not in block]
+    spots = [((col + 1) * cell, (row + 1) * cell, 2 * cell)]  # (centre x, centre y, extent)
+    spots += [((j + 0.5) * cell, (i + 0.5) * cell, cell) for i, j in rng.sample(free, n - 1)]
     placed: list[tuple[float, float, float]] = []
-    for r in radii:
-        for _ in range(200):
-            cand = (rng.uniform(r + 2, size - r - 2), rng.uniform(r + 2, size - r - 2), r)
-            if all(not _overlaps(cand, p, 4) for p in placed):
-                break
-        else:  # crowded: shrink and retry in a free corner-ish spot
-            r = r * 0.6
-            cand = (rng.uniform(r + 2, size - r - 2), rng.uniform(r + 2, size - r - 2), r)
-        placed.append(cand)
+    for cx, cy, extent in spots:
+        jitter = 0.07 * extent
+        placed.append((cx + rng.uniform(-jitter, jitter), cy + rng.uniform(-jitter, jitter),
+                       rng.uniform(0.27, 0.36) * extent))
     img = Image.new("RGB", (size, size), BACKGROUNDS[background])
     objects = []
     for (cx, cy, r), colour, shape in zip(placed, colours, shapes):

@@ -42,7 +42,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import prompts
 from ..errors import GazeheadsError
-from ..heads import check_k
+from ..heads import check_k, default_k
 from ..model import GazeModel
 from ..ranking import Ranking
 from ..regions import Box, Panel
@@ -62,11 +62,6 @@ KEEPALIVE_S = 2.0
 
 ImageId = Annotated[str, PathParam(pattern=IMAGE_ID)]
 GenerationId = Annotated[str, PathParam(pattern=GENERATION_ID)]
-
-
-def default_k(total_heads: int) -> int:
-    """10% of the heads, at least 1 (the demo's default K)."""
-    return max(1, round(total_heads / 10))
 
 
 # request bodies ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data.strips import Strip
 from ..errors import GazeheadsError
-from ..heads import HeadSet
+from ..heads import HeadSet, default_k
 from ..model import GazeModel
 from ..ranking import Ranking
 from ..regions import Panel, Schedule
@@ -59,11 +59,6 @@ class EvalSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def default_k(total_heads: int) -> int:
-    """About 8.7% of heads, the paper's 100 of 1,152; at least 1."""
-    return max(1, round(total_heads * 100 / 1152))
 
 
 def condition_plan(ranking: Ranking, settings: EvalSettings) -> list[tuple[str, int, HeadSet | None]]:

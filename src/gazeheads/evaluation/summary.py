@@ -17,13 +17,18 @@ def _acc(hits: list[float], seed: int) -> dict:
 
 
 def summarise(records: Iterable[dict], *, seed: int = 0) -> list[dict]:
-    """One row per (protocol, condition, K[, size class]); baselines and untargetable objects excluded."""
+    """One row per (protocol, condition, K[, size class]); baselines and untargetable objects excluded.
+
+    Box steering (COCO) also gets a pooled row per condition with size class "all".
+    """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for record in records:
         if record["condition"] == "baseline" or record.get("untargetable"):
             continue
         key = (record["protocol"], record["condition"], record["k"], record.get("size_class"))
         groups[key].append(record)
+        if record.get("size_class") is not None:
+            groups[key[:3] + ("all",)].append(record)
     rows = []
     for (protocol, condition, k, size), group in sorted(groups.items(), key=lambda kv: _order(kv[0])):
         row = {"protocol": protocol, "condition": condition, "k": k}
@@ -51,7 +56,7 @@ def summarise(records: Iterable[dict], *, seed: int = 0) -> list[dict]:
 
 
 _CONDITION_ORDER = {"gaze": 0, "random": 1, "all": 2}
-_SIZE_ORDER = {None: 0, "small": 1, "medium": 2, "large": 3}
+_SIZE_ORDER = {None: 0, "all": 1, "small": 2, "medium": 3, "large": 4}
 
 
 def _order(key: tuple) -> tuple:

@@ -34,7 +34,7 @@ from PIL import Image
 from .. import prompts, synth
 from . import build, vocab
 
-TASKS = {"panel": 0.53, "narration": 0.1, "vqa": 0.05, "narrate": 0.12, "scene": 0.2}
+TASKS = {"panel": 0.45, "narration": 0.08, "vqa": 0.05, "narrate": 0.12, "scene": 0.3}
 EVAL_STRIP_SEEDS = range(100_000, 100_200)  # held out: integer seeds are never training strips
 EVAL_SCENE_SEEDS = range(200_000, 200_200)
 
@@ -51,9 +51,11 @@ class Example:
     forced: tuple[int, ...] = ()  # indices of answer words fed to the model but not learned
     regions: tuple[tuple[int, int, int, int], ...] = ()  # pixel boxes (x0, y0, x1, y1) of panels/objects
     steer: tuple[int, ...] = ()  # steered examples: target region of each answer segment (3 words)
+    asked: int | None = None  # per-panel question: index of the panel asked about
 
 
 FOLLOW_PROB = 0.2  # share of examples whose answer continues from a forced, off-target colour
+TRAINING_ONLY = ("labels", "steer_signs", "gaze_anchor")  # batch entries that are not model inputs
 
 
 def narrate_answer(captions: list[str]) -> str:
@@ -123,7 +125,7 @@ def sample_example(rng: random.Random, task: str | None = None, steer_prob: floa
         t = rng.randrange(strip.n_panels)
         return Example(strip.image, question, caps[t], task, (), regions, (t,))
     answer, forced = _follow_single(rng, caps, k - 1)
-    return Example(strip.image, question, answer, task, forced, regions)
+    return Example(strip.image, question, answer, task, forced, regions, asked=k - 1 if task == "panel" else None)
 
 
 # --------------------------------------------------------------------------- batching
@@ -192,8 +194,8 @@ class Encoder:
         return signs
 
     def batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
-        pixels, grids, seqs, labels, steer_rows = [], [], [], [], []
-        for ex in examples:
+        pixels, grids, seqs, labels, steer_rows, anchors = [], [], [], [], [], []
+        for i, ex in enumerate(examples):
             pv, grid = self.patchify(ex.image)
             pixels.append(pv)
             grids.append(grid)
@@ -214,6 +216,10 @@ class Encoder:
                 steer_rows.append((first_img, n_img, grid, ex.regions, segs))
             else:
                 steer_rows.append(None)
+            if ex.asked is not None:  # the last prompt token and the asked panel's image tokens
+                first_img = prompt.index(self.pad_img)
+                signs = self.region_signs(grid, ex.regions[ex.asked])
+                anchors.append((i, len(prompt) - 1, [first_img + j for j, v in enumerate(signs) if v > 0]))
         length = max(len(s) for s in seqs)
         input_ids = torch.full((len(seqs), length), self.pad, dtype=torch.long)
         label_t = torch.full((len(seqs), length), -100, dtype=torch.long)
@@ -241,6 +247,11 @@ class Encoder:
                 for r, t in enumerate(segs):
                     signs[i, r, first_img : first_img + n_img] = per_region[t]
             out["steer_signs"] = signs
+        if anchors:
+            target = torch.zeros(len(anchors), length)
+            for row, (_, _, positions) in enumerate(anchors):
+                target[row, positions] = 1.0
+            out["gaze_anchor"] = (torch.tensor([a[0] for a in anchors]), torch.tensor([a[1] for a in anchors]), target)
         return out
 
     def check(self, examples: list[Example]) -> None:
@@ -335,7 +346,7 @@ def gaze_scores(model, encoder: "Encoder", strips: list) -> np.ndarray:
         img = (ids == encoder.pad_img).nonzero().flatten()
         grid = tuple(batch["image_grid_thw"][0].tolist())
         owner = [np.array(encoder.region_signs(grid, box)) > 0 for box in strip.panel_boxes]
-        inputs = {k: v for k, v in batch.items() if k not in ("labels", "steer_signs")}
+        inputs = {k: v for k, v in batch.items() if k not in TRAINING_ONLY}
         out = model(**inputs, output_attentions=True)
         for layer, att in enumerate(out.attentions):
             a = att[:, :, last, img].float().numpy()  # (queried panel, heads, image tokens)
@@ -363,9 +374,12 @@ class SteeringTrainer:
     training. Holds forward pre-hooks on the text attention modules until `close()`.
     """
 
-    def __init__(self, model, bias: float = 10000.0) -> None:
+    def __init__(self, model, bias: float = 10000.0, anchor: bool = False) -> None:
         self.heads: dict[int, list[int]] = {}
         self.signs: torch.Tensor | None = None
+        self.anchor: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.anchor_enabled = anchor
+        self.anchor_losses: list[torch.Tensor] = []
         self.bias = bias
         self.n_heads = model.config.text_config.num_attention_heads
         self.handles = [
@@ -378,8 +392,40 @@ class SteeringTrainer:
         for layer, head in heads:
             self.heads.setdefault(layer, []).append(head)
 
+    def set_batch(self, batch: dict) -> None:
+        self.signs = batch.get("steer_signs")
+        self.anchor = batch.get("gaze_anchor") if self.anchor_enabled and self.heads else None
+        self.anchor_losses = []
+
+    def anchor_loss(self) -> torch.Tensor | None:
+        """Mean -log(attention mass on the asked panel) of the selected heads in this batch."""
+        return torch.stack(self.anchor_losses).mean() if self.anchor_losses else None
+
+    def _gaze_anchor(self, module, kwargs, heads: list[int]) -> None:
+        """The selected heads' last-prompt-row attention, recomputed as the SDPA call sees it."""
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb
+
+        rows, last, target = self.anchor
+        hidden = kwargs["hidden_states"][rows]  # (m, L, d)
+        cos, sin = (t[rows] for t in kwargs["position_embeddings"])
+        m, length, _ = hidden.shape
+        pick = torch.arange(m)
+        d = module.head_dim
+        q = module.q_norm(module.q_proj(hidden[pick, last]).view(m, 1, -1, d)).transpose(1, 2)  # (m, H, 1, d)
+        k = module.k_norm(module.k_proj(hidden).view(m, length, -1, d)).transpose(1, 2)  # (m, KV, L, d)
+        q = apply_rotary_pos_emb(q, q, cos[pick, last][:, None], sin[pick, last][:, None])[0]
+        k = apply_rotary_pos_emb(k, k, cos, sin)[0]
+        groups = module.num_key_value_groups
+        future = torch.arange(length)[None, :] > last[:, None]  # keys after the last prompt token
+        for head in heads:
+            logits = (q[:, head, 0, None, :] * k[:, head // groups]).sum(-1) * module.scaling  # (m, L)
+            probs = logits.masked_fill(future, float("-inf")).softmax(-1)
+            self.anchor_losses.append(-torch.log((probs * target).sum(-1) + 1e-6).mean())
+
     def _hook(self, module, args, kwargs):
         heads = self.heads.get(module.layer_idx)
+        if heads and self.anchor is not None:
+            self._gaze_anchor(module, kwargs, heads)
         if not heads or self.signs is None:
             return None
         hidden = kwargs["hidden_states"]
@@ -426,7 +472,7 @@ def example_loss(model, batch: dict) -> torch.Tensor:
     Per-example averaging keeps the long narration answers from outweighing the one-caption ones.
     """
     labels = batch["labels"]
-    logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "steer_signs")}).logits[:, :-1]
+    logits = model(**{k: v for k, v in batch.items() if k not in TRAINING_ONLY}).logits[:, :-1]
     target = labels[:, 1:]
     ce = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
@@ -470,7 +516,7 @@ def train(args: argparse.Namespace) -> dict:
         lr=args.lr,
         betas=(0.9, 0.98),
     )
-    steerer = SteeringTrainer(model) if args.steer_prob > 0 else None
+    steerer = SteeringTrainer(model, anchor=args.gaze_anchor > 0) if args.steer_prob > 0 else None
     probe_rng = random.Random(f"gazeheads-train-probe-{args.seed}")
     probe = [synth.make_strip(probe_rng) for _ in range(12)]
     selections = []
@@ -482,7 +528,7 @@ def train(args: argparse.Namespace) -> dict:
     step = 0
     for step in range(args.steps):
         if steerer is not None and step in reselect:
-            steerer.signs = None
+            steerer.set_batch({})
             scores = gaze_scores(model, encoder, probe)
             heads = top_heads(scores, args.steer_heads)
             steerer.select(heads)
@@ -497,8 +543,11 @@ def train(args: argparse.Namespace) -> dict:
         steer_prob = args.steer_prob if steerer is not None and steerer.heads else 0.0
         batch = encoder.batch([sample_example(rng, steer_prob=steer_prob) for _ in range(args.batch)])
         if steerer is not None:
-            steerer.signs = batch.get("steer_signs")
+            steerer.set_batch(batch)
         loss_t = example_loss(model, batch)
+        anchor = steerer.anchor_loss() if steerer is not None else None
+        if anchor is not None:
+            loss_t = loss_t + args.gaze_anchor * anchor
         opt.zero_grad(set_to_none=True)
         loss_t.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -534,12 +583,13 @@ def train(args: argparse.Namespace) -> dict:
             f"--batch {args.batch} --lr {args.lr} --warmup {args.warmup} --weight-decay {args.weight_decay} "
             f"--threads {args.threads} --minutes {args.minutes} --steer-prob {args.steer_prob} "
             f"--steer-heads {args.steer_heads} --steer-start {args.steer_start} "
-            f"--steer-every {args.steer_every} --steer-reselect {args.steer_reselect}"
+            f"--steer-every {args.steer_every} --steer-reselect {args.steer_reselect} --gaze-anchor {args.gaze_anchor}"
             + (f" --sizes '{args.sizes}'" if args.sizes else "")
         ),
         "tasks": TASKS,
         "follow_prob": FOLLOW_PROB,
         "steer_prob": args.steer_prob,
+        "gaze_anchor": args.gaze_anchor,
         "steer_selections": selections,
         "sizes": {**build.DEFAULT_SIZES, **sizes},
         "torch": torch.__version__,
@@ -604,8 +654,9 @@ model = Qwen3VLForConditionalGeneration.from_pretrained(path)  # attn_implementa
   shows one object: colour (8: {', '.join(synth.COLOURS)}) x shape (6: {', '.join(synth.SHAPES)}),
   on one of 5 light backgrounds, with jittered size and position. Colours are distinct within a
   strip. Caption: `"<colour> <shape>"`, e.g. `red circle`.
-* Scenes: 192 x 192 px (6 x 6 tokens), 2-4 objects of distinct shapes and colours, the largest
-  at least 1.5 times the radius of any other; COCO-style boxes from `write_synthetic_scenes`.
+* Scenes: 192 x 192 px (6 x 6 tokens), 3-4 objects of distinct shapes and colours (2 when one
+  finds no room), none narrower than about 1.5 tokens, the largest at least 1.5 times the radius
+  of any other; COCO-style boxes from `write_synthetic_scenes`.
 * Training draws from `synth.training_rng(seed)`; every evaluation below uses integer-seeded
   strips and scenes (`synth.make_strip(seed)`, `synth.make_scene(seed)`), never seen in training.
 * `gazeheads.json` records this layout (strip height 64, gap 0) and the narration prompt.
@@ -635,10 +686,24 @@ Two augmentations shape how answers follow the model's gaze:
   as in DESIGN.md on 12 training-stream strips; selections: {len(info.get('steer_selections', []))}) get the steering bias
   (+10000 on a random target region's image tokens, -10000 on the other image tokens, at every
   query row), and the answer describes the target (per segment for narration, with a random
-  panel order; a random object's box for scenes). Without it, query-dependent gaze heads emerged
-  (a trial of 1,532 steps: 8-12 heads in layers 2-3 with gaze scores 0.65-0.88) but the answer was
-  spread over all of them, so steering 5 heads moved only 4-10% of answers. Head selections:
+  panel order; a random object's box for scenes). Head selections:
   {info.get('steer_selections', [])}.
+* **Gaze anchor** (weight {info.get('gaze_anchor', 0)}, once heads are selected): in unsteered per-panel
+  questions, the selected heads' attention from the last prompt token is pulled toward the panel
+  asked about (loss: -log of its attention mass there, the quantity the gaze score averages).
+
+Why both. Without steering consistency, query-dependent gaze heads emerged (a trial of 1,532
+steps: 8-12 heads in layers 2-3 with gaze scores 0.65-0.88) but the answer was spread over
+all of them, so steering 5 heads moved only 4-10% of answers. With steering consistency alone,
+the selected heads became causally sufficient but some of them lost gaze score afterwards: in
+an earlier run without the anchor (scene objects then placed freely), two of the four trained heads fell from 0.64 to 0.28-0.30
+(at the last prompt token they gave 45% of their attention to text tokens and only 55-60% of
+the rest to the panel asked about),
+discovery ranked two other heads above them, and steering the top 4 by gaze score redirected
+60% of answers (38% junk) while steering the 4 trained heads redirected 98%. The anchor keeps
+the heads discovery finds and the heads that steer the same. So this model's gaze heads are
+partly made by training: they emerge first (they are chosen by gaze score mid-training), then
+training reinforces both what discovery measures and what steering uses.
 
 ## Architecture
 
@@ -691,6 +756,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steer-start", type=float, default=0.3, help="first head selection (share of steps)")
     parser.add_argument("--steer-every", type=float, default=0.1, help="re-selection interval (share of steps)")
     parser.add_argument("--steer-reselect", type=int, default=1, help="number of selections")
+    parser.add_argument("--gaze-anchor", type=float, default=0.1,
+                        help="weight of the selected heads' attention loss on the asked panel (0: off)")
     parser.add_argument("--sizes", default="", help="JSON overrides of build.DEFAULT_SIZES")
     parser.add_argument("--eval-strips", type=int, default=200, help="held-out strips to evaluate (0: skip)")
     parser.add_argument("--eval-scenes", type=int, default=200)

@@ -1,0 +1,131 @@
+"""Write the steering results of a `gazeheads run` into the tiny model's card.
+
+    gazeheads run --name card                      # on the freshly trained, bundled model
+    python -m gazeheads.tiny.card runs/card        # adds/replaces the card's steering section
+
+The card written by `gazeheads.tiny.train` holds the recipe and the unsteered accuracies; this
+adds gaze heads, steering and box-steering figures measured by the project's own tools, so
+every number in the card comes from a command anyone can rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..ranking import Ranking
+from . import model_path
+
+SECTION = "## Gaze heads and steering, measured by `gazeheads run`"
+PROTOCOL_NAMES = {
+    "narration": "ambiguous question (`prompts.NARRATION_QUESTION`)",
+    "vqa": "VQA question (`prompts.VQA_QUESTION`)",
+    "dynamic": "dynamic narration (target switched every caption, scrambled order)",
+}
+
+
+def _pct(row: dict | None) -> str:
+    if row is None:
+        return "-"
+    return f"{100 * row['accuracy']:.1f}% [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
+
+
+def _find(rows: list[dict], protocol: str, condition: str, size: str | None = None) -> dict | None:
+    for row in rows:
+        if row["protocol"] == protocol and row["condition"] == condition and row.get("size_class") == size:
+            return row
+    return None
+
+
+def _ratio(a: dict | None, b: dict | None) -> str:
+    if a is None or b is None or b["accuracy"] == 0:
+        return "-"
+    return f"{a['accuracy'] / b['accuracy']:.2f}x"
+
+
+def steering_section(run_dir: Path) -> str:
+    """The card section for the run in `run_dir` (summary.json and ranking.json)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    settings, rows = summary["settings"], summary["results"]
+    ranking = Ranking.load(run_dir / "ranking.json")
+    k = settings["k"]
+    percentile = settings["control_percentile"]
+    top = ", ".join(f"L{layer}H{head} {score:.2f}" for layer, head, score in ranking.ordered()[:10])
+    gaze = [list(h) for h in ranking.top(k)]
+    control = [list(h) for h in ranking.random_control(k, seed=settings.get("seed", 0), percentile=percentile)]
+    lines = [
+        SECTION,
+        "",
+        f"`gazeheads run` on this model (held-out strips and scenes; ground-truth judge; greedy decoding; "
+        f"bias B = 10000, mode boost_suppress, prefill and decode). 95% bootstrap intervals in brackets.",
+        "",
+        f"* **Discovery** (DESIGN.md section 2) on {settings['discover_strips']} strips (seeds 300000..): "
+        f"top-10 heads by gaze score: {top}.",
+        f"* Steered: top-{k} gaze heads {gaze} ({100 * k / ranking.shape.total:.1f}% of {ranking.shape.total}); "
+        f"control: {k} random heads at or below the {percentile:g}th score percentile {control} (seed "
+        f"{settings.get('seed', 0)}).",
+        "",
+        f"Strips ({settings['eval_strips']} strips x 6 target panels, seeds 100000..; accuracy = the answer is "
+        "the target panel's caption, target 1 included; junk = the answer matches no panel):",
+        "",
+        f"| protocol | gaze (K={k}) | random (K={k}) | all {ranking.shape.total} heads |",
+        "| --- | --- | --- | --- |",
+    ]
+    for protocol, name in PROTOCOL_NAMES.items():
+        cells = []
+        for condition in ("gaze", "random", "all"):
+            row = _find(rows, protocol, condition)
+            cell = _pct(row)
+            if row is not None:
+                cell += f", junk {100 * row['junk_rate']:.1f}%"
+                if protocol == "dynamic":
+                    rho = row["spearman_mean"]
+                    cell += f", Spearman {rho:.2f}" if rho == rho else ", Spearman n/a (no panel named)"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    sizes = [s for s in ("all", "small", "medium", "large") if _find(rows, "coco", "gaze", s)]
+    if sizes:
+        lines += [
+            "",
+            f"Box steering on {settings['scenes']} synthetic scenes (seeds 200000..; `prompts.SCENE_QUESTION`; "
+            "every object is a target; a box owns the image tokens whose cell centre lies in it; accuracy = the "
+            "answer names the target's shape; COCO size classes by drawn area):",
+            "",
+            f"| objects | n | gaze (K={k}) | random (K={k}) | gaze / random |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for size in sizes:
+            g, r = _find(rows, "coco", "gaze", size), _find(rows, "coco", "random", size)
+            lines.append(f"| {size} | {g['n']} | {_pct(g)} | {_pct(r)} | {_ratio(g, r)} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_card(run_dir: Path, model_dir: Path) -> Path:
+    """Replace (or append) the steering section of MODEL_CARD.md and README.md in `model_dir`."""
+    section = steering_section(run_dir)
+    card = model_dir / "MODEL_CARD.md"
+    text = card.read_text()
+    if SECTION in text:
+        start = text.index(SECTION)
+        nxt = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section + (text[nxt + 1 :] if nxt >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    card.write_text(text)
+    (model_dir / "README.md").write_text(text)
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a `gazeheads run` output folder (summary.json, ranking.json)")
+    parser.add_argument("--model", type=Path, default=model_path(), help="model folder (default: the bundled one)")
+    args = parser.parse_args(argv)
+    print(update_card(args.run_dir, args.model))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
