@@ -137,6 +137,9 @@ def test_training_script_runs_and_saves_a_loadable_folder(tmp_path):
     assert (tmp_path / "MODEL_CARD.md").is_file() and (tmp_path / "gazeheads.json").is_file()
     AutoProcessor.from_pretrained(tmp_path)
     Qwen3VLForConditionalGeneration.from_pretrained(tmp_path)
+    # deterministic given the seed: a second run writes the same weights
+    assert train.main(argv[:1] + [str(tmp_path / "again")] + argv[2:]) == 0
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (tmp_path / "model.safetensors").read_bytes()
 
 
 def test_gaze_anchor_recomputes_the_attention_discovery_measures():
