@@ -50,6 +50,8 @@ QWEN3_VL_2B_TEXT = dict(
 )
 SMALL_VISION = dict(depth=2, hidden_size=256, intermediate_size=1024, num_heads=4, num_position_embeddings=2304,
                     deepstack_visual_indexes=[0, 1])
+# Qwen3-VL-2B-Instruct's vision tower (a third of the model's compute on a 728-token strip).
+QWEN3_VL_2B_VISION = dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16)
 
 # Six panels 256 px high whose widths sum to 2,880 px (+ 5 gaps of 6 px): 91 x 8 tokens.
 STRIP_WIDTHS = (448, 512, 480, 448, 544, 448)
@@ -73,6 +75,19 @@ class ModelSpec:
     vision_heads: int = SMALL_VISION["num_heads"]
     vision_intermediate: int = SMALL_VISION["intermediate_size"]
     vocab_size: int | None = None  # None: the tokenizer's vocabulary (rounded up to 16)
+
+    @classmethod
+    def with_vision(cls, kind: str, depth: int | None = None, **fields) -> "ModelSpec":
+        """`kind` 'small' (2 x 256) or '2b' (Qwen3-VL-2B's 24 x 1024 blocks; `depth` to use fewer)."""
+        if kind == "2b":
+            v = QWEN3_VL_2B_VISION
+            fields.update(vision_hidden=v["hidden_size"], vision_heads=v["num_heads"],
+                          vision_intermediate=v["intermediate_size"], vision_depth=v["depth"])
+        elif kind != "small":
+            raise ValueError(f"unknown vision tower {kind!r}: use 'small' or '2b'")
+        if depth:
+            fields["vision_depth"] = depth
+        return cls(**fields)
 
     @classmethod
     def tiny(cls, layers: int = 2) -> "ModelSpec":

@@ -366,6 +366,13 @@ def bench_evaluation(gm, strip, heads, bench: Bench, args) -> dict:
         with gh.steer(gm, heads, targets, batch):
             return gm.generate_ids(batch, tokens, min_new_tokens=tokens)
 
+    per_row = gm.encode(strip, [prompts.VQA_QUESTION] * n)
+    per_row.image_groups = None  # as before gazeheads shared images: the vision tower runs for every row
+
+    def batched_vision_per_row():
+        with gh.steer(gm, heads, targets, per_row):
+            return gm.generate_ids(per_row, tokens, min_new_tokens=tokens)
+
     def one_at_a_time():
         rows = []
         for target in targets:
@@ -373,9 +380,11 @@ def bench_evaluation(gm, strip, heads, bench: Bench, args) -> dict:
                 rows.append(gm.generate_ids(one, tokens, min_new_tokens=tokens))
         return torch.cat(rows)
 
-    res = bench.group({"batched_per_strip": batched, "one_at_a_time": one_at_a_time},
-                      repeats=args.eval_repeats, warmup=args.eval_warmup)
-    same = bool(torch.equal(res["batched_per_strip"].pop("output"), res["one_at_a_time"].pop("output")))
+    res = bench.group({"batched_per_strip": batched, "batched_vision_per_row": batched_vision_per_row,
+                       "one_at_a_time": one_at_a_time}, repeats=args.eval_repeats, warmup=args.eval_warmup)
+    per_row_out = res["batched_vision_per_row"].pop("output")
+    same = bool(torch.equal(res["batched_per_strip"]["output"], per_row_out))
+    same = same and bool(torch.equal(res["batched_per_strip"].pop("output"), res["one_at_a_time"].pop("output")))
     for r in res.values():
         r["targets_per_s"] = n / r["median_s"]
     return {
@@ -384,7 +393,9 @@ def bench_evaluation(gm, strip, heads, bench: Bench, args) -> dict:
         "new_tokens": tokens,
         "greedy_tokens_equal_batched_vs_one_at_a_time": same,
         "ratios": {"throughput_batched_vs_one_at_a_time": ratio(res["one_at_a_time"]["median_s"],
-                                                               res["batched_per_strip"]["median_s"])},
+                                                               res["batched_per_strip"]["median_s"]),
+                   "shared_image_vs_vision_per_row": ratio(res["batched_vision_per_row"]["median_s"],
+                                                           res["batched_per_strip"]["median_s"])},
         "ratios_cpu_time": {"throughput_batched_vs_one_at_a_time": ratio(res["one_at_a_time"]["cpu_median_s"],
                                                                         res["batched_per_strip"]["cpu_median_s"])},
     }
@@ -407,6 +418,8 @@ def goal_rows(results: dict) -> list[dict]:
     """Each goal against the wall-clock ratio, plus the CPU-time ratio where one exists (device cpu)."""
     rows = []
     for section, key, op, bound, label in GOALS:
+        if section not in results:
+            continue
         sec = results[section]
         value = sec[key] if key in sec else sec["ratios"][key]
         if key == "max_abs_score_diff" and "fp32_max_abs_score_diff" in sec:
@@ -429,21 +442,40 @@ def print_table(results: dict) -> None:
           f"{' ' + info.get('gpu', '') if info['device'] == 'cuda' else ''}, {info['dtype']}, torch {info['torch']}, "
           f"transformers {info['transformers']}")
     print(f"model: {results['model']['description']}")
-    d = results["discovery"]
+    d = results.get("discovery")
+    if d:
+        _print_discovery(d, line)
+    g = results.get("generation")
+    if g:
+        _print_generation(g, line)
+    e = results.get("evaluation")
+    if e:
+        _print_evaluation(e, line)
+    _print_goals(results["goals"])
+
+
+def _print_discovery(d: dict, line) -> None:
     print(f"\ndiscovery (one 6-panel strip, {d['tokens']['prompt']}-token prompts, {d['tokens']['image_tokens']} image tokens)")
     for name, r in d["methods"].items():
         line(name, r)
-    g = results["generation"]
+
+
+def _print_generation(g: dict, line) -> None:
     print(f"\nsteered generation ({g['new_tokens']} new tokens, greedy, K={g['heads']['k']} heads in "
           f"{len(g['heads']['layers'])} layers)")
     for name, r in g["methods"].items():
         line(name, r, f"   prefill {r['prefill_s']:.3f} s, decode {1000 * r['decode_per_token_s']:.1f} ms/token")
-    e = results["evaluation"]
+
+
+def _print_evaluation(e: dict, line) -> None:
     print(f"\nevaluation throughput ({e['targets']} targets of one strip, {e['new_tokens']} new tokens each)")
     for name, r in e["methods"].items():
         line(name, r, f"   {r['targets_per_s']:.3f} targets/s")
+
+
+def _print_goals(goals: list[dict]) -> None:
     print("\ngoals (wall-clock ratios; on CPU also the ratio of process CPU time)")
-    for row in results["goals"]:
+    for row in goals:
         value, cpu_value = row["measured"], row["measured_cpu_time"]
         shown = f"{value:.2e}" if abs(value) < 1e-2 else f"{value:.3f}"
         cpu = f"cpu {cpu_value:.3f}" if cpu_value is not None else ""
@@ -463,6 +495,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed repeats, evaluation (default 3 on cuda, 1 on cpu)")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--k-frac", type=float, default=0.09, help="steered heads as a fraction of all heads")
+    parser.add_argument("--vision", choices=["small", "2b"], default=None,
+                        help="vision tower: 2 blocks of width 256, or Qwen3-VL-2B's 24 x 1024 (default: 2b on cuda, small on cpu)")
+    parser.add_argument("--vision-depth", type=int, default=None, help="vision blocks (fewer than 24 to fit a CPU run)")
+    parser.add_argument("--sections", default="discovery,generation,evaluation",
+                        help="comma-separated subset of discovery, generation, evaluation")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/<device>.json)")
     args = parser.parse_args(argv)
@@ -480,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         args.eval_repeats, args.eval_warmup = args.eval_repeats or 1, 0
         args.new_tokens = min(args.new_tokens, 4)
     else:
-        spec = ModelSpec(layers=args.layers or (28 if device.type == "cuda" else 4))
+        spec = ModelSpec.with_vision(args.vision or ("2b" if device.type == "cuda" else "small"), args.vision_depth,
+                                     layers=args.layers or (28 if device.type == "cuda" else 4))
         strip = draw_strip()
         gpu = device.type == "cuda"  # CPU defaults keep one full run near 8 minutes on 1 core
         args.repeats = args.repeats or 3
@@ -517,15 +555,24 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"repeats": args.repeats, "gen_repeats": args.gen_repeats, "eval_repeats": args.eval_repeats, "new_tokens": args.new_tokens,
                      "k_heads": k, "memory_method": memory.method(), "glibc_mmap_threshold_fixed": mmap_fixed},
     }
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - {"discovery", "generation", "evaluation"}
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}: use discovery, generation, evaluation")
+    if "generation" not in sections and not args.quick:
+        args.eval_warmup = 1  # nothing else has warmed the generation paths
     print(results["model"]["description"], flush=True)
     started = time.perf_counter()
-    print("discovery ...", flush=True)
-    results["discovery"] = bench_discovery(gm, strip, bench, args)
-    print("steered generation ...", flush=True)
-    results["generation"] = bench_generation(gm, strip, heads, bench, args)
-    print("evaluation throughput ...", flush=True)
-    results["evaluation"] = bench_evaluation(gm, strip, heads, bench, args)
-    if dtype != torch.float32:  # the score goal is stated in fp32: check it there too
+    if "discovery" in sections:
+        print("discovery ...", flush=True)
+        results["discovery"] = bench_discovery(gm, strip, bench, args)
+    if "generation" in sections:
+        print("steered generation ...", flush=True)
+        results["generation"] = bench_generation(gm, strip, heads, bench, args)
+    if "evaluation" in sections:
+        print("evaluation throughput ...", flush=True)
+        results["evaluation"] = bench_evaluation(gm, strip, heads, bench, args)
+    if dtype != torch.float32 and "discovery" in results:  # the score goal is stated in fp32: check it there too
         gm.model.float()
         results["discovery"]["fp32_max_abs_score_diff"] = float(
             np.abs(reference_strip_matrices(gm, strip) - gh.strip_matrices(gm, strip)).max())

@@ -160,3 +160,41 @@ def test_region_without_image_tokens_is_a_clear_error(strip):
     with pytest.raises(gh.RegionError, match="covers no image token"):
         with gh.steer(gm, HeadSet.of([(0, 0)], gm.shape), gh.Box(0, 0, 3, 3), encoded):
             pass
+
+
+# --------------------------------------------------------------------------- shared images
+
+
+def test_rows_sharing_an_image_run_the_vision_tower_once_with_identical_results(family, strip):
+    """One strip steered to several panels and a second strip in the same batch: the vision
+    tower sees each distinct image once; logits and steered tokens equal per-row encoding."""
+    gm, _ = model_pair(family)
+    images = [strip] * 3 + [draw_strip(seed=5)] * 2
+    encoded = gm.encode(images, prompts.NARRATION_QUESTION)
+    assert encoded.image_groups == [0, 0, 0, 3, 3]
+    separate = gm.encode(images, prompts.NARRATION_QUESTION)
+    separate.image_groups = None  # every row runs its own image through the vision tower
+
+    passes = []
+    visual = gm.adapter.base_model(gm.model).visual
+    handle = visual.register_forward_hook(lambda module, args, kwargs, out: passes.append(
+        kwargs["grid_thw"].shape[0] if "grid_thw" in kwargs else args[1].shape[0]), with_kwargs=True)
+    try:
+        with torch.no_grad(), gm.adapter.shared_images(gm.model, encoded.image_groups):
+            shared_logits = gm.model(**encoded.inputs).logits
+        with torch.no_grad():
+            reference_logits = gm.model(**separate.inputs).logits
+        assert passes == [2, 5]
+        torch.testing.assert_close(shared_logits, reference_logits, atol=1e-5, rtol=1e-5)
+
+        heads = HeadSet(((0, 1), (1, 2)), gm.shape)
+        targets = [gh.Panel(1), gh.Panel(4), gh.Panel(6), gh.Panel(2), gh.Panel(5)]
+        passes.clear()
+        with gh.steer(gm, heads, targets, encoded):
+            shared = gm.generate_ids(encoded, max_new_tokens=6)
+        with gh.steer(gm, heads, targets, separate):
+            reference = gm.generate_ids(separate, max_new_tokens=6)
+        assert passes == [2, 5]
+        assert torch.equal(shared, reference)
+    finally:
+        handle.remove()

@@ -27,11 +27,14 @@ class Encoded:
 
     `geometries[b]` maps regions of row b's image to prompt positions; `prompt_len` is the
     padded prompt length (prompts are left-padded so generation appends on the right).
+    `image_groups[b]` is the first row given the same image object as row b (rows that share
+    an image, e.g. one strip steered to each of its panels, run the vision tower once).
     """
 
     inputs: BatchFeature
     geometries: list[ImageGeometry]
     questions: list[str]
+    image_groups: list[int] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -117,7 +120,9 @@ class GazeModel:
         texts = [self.chat_text(q) for q in questions]
         inputs = self.adapter.process(self.processor, texts, pil)
         geometries = self.adapter.image_geometries(self.model, inputs, [im.size for im in pil], layouts)
-        return Encoded(inputs.to(self.device), geometries, questions)
+        first: dict[int, int] = {}
+        groups = [first.setdefault(id(im), row) for row, im in enumerate(images)]
+        return Encoded(inputs.to(self.device), geometries, questions, groups)
 
     # generation ------------------------------------------------------------------------
 
@@ -126,7 +131,7 @@ class GazeModel:
         tokenizer = self.tokenizer
         kwargs.setdefault("do_sample", False)
         kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.adapter.shared_images(self.model, encoded.image_groups):
             out = self.model.generate(**encoded.inputs, max_new_tokens=max_new_tokens, **kwargs)
         return out[:, encoded.prompt_len :]
 

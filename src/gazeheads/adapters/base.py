@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -42,6 +44,12 @@ class Adapter:
     @classmethod
     def matches(cls, model: nn.Module) -> bool:
         return type(model).__name__ in cls.model_classes
+
+    @contextmanager
+    def shared_images(self, model: nn.Module, groups: list[int] | None) -> Iterator[None]:
+        """While active, rows that share an image (`groups[row]` = first row with that image)
+        may run the vision tower once. The default runs it for every row."""
+        yield
 
     def base_model(self, model: nn.Module) -> nn.Module:
         """The model without its LM head (forwards that need no logits run this)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 from torch import nn
 from transformers import BatchFeature
@@ -48,3 +51,37 @@ class QwenVLAdapter(Adapter):
         kwargs = {k: inputs[k] for k in ("image_grid_thw", "attention_mask", "mm_token_type_ids") if k in inputs}
         position_ids, _ = self.base_model(model).get_rope_index(inputs["input_ids"], **kwargs)
         return position_ids
+
+    @contextmanager
+    def shared_images(self, model: nn.Module, groups: list[int] | None) -> Iterator[None]:
+        """Run the vision tower on each distinct image once and give every row its features.
+
+        Qwen-VL packs all images' patches into one `pixel_values` and encodes each image
+        separately (attention within an image only), so a row's features do not depend on the
+        other images: computing them once per distinct image and repeating them is exact.
+        """
+        inner = self.base_model(model)
+        if not groups or len(set(groups)) == len(groups) or not hasattr(inner, "get_image_features"):
+            yield
+            return
+        original = inner.get_image_features
+        distinct = sorted(set(groups))
+        index = {row: i for i, row in enumerate(distinct)}
+
+        def per_distinct_image(pixel_values, image_grid_thw=None, *args, **kwargs):
+            if image_grid_thw is None or image_grid_thw.shape[0] != len(groups):
+                return original(pixel_values, image_grid_thw, *args, **kwargs)
+            chunks = torch.split(pixel_values, image_grid_thw.prod(-1).tolist())
+            out = original(torch.cat([chunks[row] for row in distinct]), image_grid_thw[distinct], *args, **kwargs)
+            if not isinstance(getattr(out, "pooler_output", None), (tuple, list)):  # an output layout we do not know
+                return original(pixel_values, image_grid_thw, *args, **kwargs)
+            out.pooler_output = tuple(out.pooler_output[index[g]] for g in groups)
+            if getattr(out, "deepstack_features", None) is not None:
+                out.deepstack_features = [tuple(level[index[g]] for g in groups) for level in out.deepstack_features]
+            return out
+
+        inner.get_image_features = per_distinct_image
+        try:
+            yield
+        finally:
+            del inner.get_image_features
