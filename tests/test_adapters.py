@@ -457,3 +457,38 @@ def test_generic_adapter_errors_name_the_fix():
     with pytest.raises(gh.ModelError, match="no attribute path"):
         adapters.GenericAdapter(1, [adapters.Grid(1, 1)], language_model="model.nowhere").attention_modules(model)
     assert not adapters.GenericAdapter.matches(model)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rows_sharing_an_image_encode_it_once_with_identical_results(family):
+    """Per-row steering targets on repeated images: the vision tower embeds each distinct image
+    (or tile) once; logits and steered greedy tokens equal those of encoding every row."""
+    gm, _ = model_pair(family)
+    images = [draw_strip(widths=STRIP_WIDTHS, seed=12)] * 2 + [draw_strip(widths=STRIP_WIDTHS, seed=13)] * 2
+    shared = gm.encode(images, prompts.NARRATION_QUESTION)
+    assert shared.image_groups == [0, 0, 2, 2]
+    separate = gm.encode(images, prompts.NARRATION_QUESTION)
+    separate.image_groups = None
+
+    items = []
+    handle = vision_tower(gm.model).embeddings.register_forward_pre_hook(
+        lambda module, args, kwargs: items.append((args[0] if args else kwargs["pixel_values"]).shape[0]),
+        with_kwargs=True)
+    try:
+        with torch.no_grad(), gm.adapter.shared_images(gm.model, shared.image_groups):
+            logits = gm.model(**shared.inputs).logits
+        with torch.no_grad():
+            reference = gm.model(**separate.inputs).logits
+        assert len(items) == 2 and items[0] * 2 == items[1]  # half the images (tiles) embedded
+        torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)
+
+        heads = HeadSet.of([(0, 1), (1, 2)], gm.shape)
+        targets = [gh.Panel(1), gh.Panel(3), gh.Panel(2), gh.Panel(1)]
+        with gh.steer(gm, heads, targets, shared):
+            ids = gm.generate_ids(shared, max_new_tokens=5)
+        with gh.steer(gm, heads, targets, separate):
+            expected = gm.generate_ids(separate, max_new_tokens=5)
+        assert torch.equal(ids, expected)
+    finally:
+        handle.remove()
+    assert "forward" not in vars(vision_tower(gm.model))  # the tower is restored

@@ -5,6 +5,9 @@ tokens into views (tiles, global image, thumbnail) over the image.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 from torch import nn
 from transformers import BatchFeature
@@ -13,6 +16,7 @@ from ..errors import ModelError
 from ..regions import ImageGeometry, View
 from .base import Adapter
 from .layout import token_positions
+from .sharing import distinct_items, patched
 
 
 class NativeAdapter(Adapter):
@@ -31,6 +35,23 @@ class NativeAdapter(Adapter):
 
     def attention_modules(self, model: nn.Module) -> list[nn.Module]:
         return [layer.self_attn for layer in self.language_model(model).layers]
+
+    def vision_tower(self, model: nn.Module) -> nn.Module | None:
+        base = self.base_model(model)
+        for name in ("vision_tower", "vision_model"):
+            if hasattr(base, name):
+                return getattr(base, name)
+        return None
+
+    @contextmanager
+    def shared_images(self, model: nn.Module, groups: list[int] | None) -> Iterator[None]:
+        """The vision tower computes each distinct image (or tile) once per call."""
+        tower = self.vision_tower(model)
+        if tower is None or not groups or len(set(groups)) == len(groups):
+            yield
+            return
+        with patched(tower, "forward", distinct_items(tower.forward)):
+            yield
 
     def image_token_id(self, model: nn.Module) -> int:
         config = model.config

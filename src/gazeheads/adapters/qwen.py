@@ -11,6 +11,7 @@ from transformers import BatchFeature
 
 from ..regions import ImageGeometry
 from .base import Adapter, image_token_positions
+from .sharing import patched
 
 
 class QwenVLAdapter(Adapter):
@@ -80,8 +81,5 @@ class QwenVLAdapter(Adapter):
                 out.deepstack_features = [tuple(level[index[g]] for g in groups) for level in out.deepstack_features]
             return out
 
-        inner.get_image_features = per_distinct_image
-        try:
+        with patched(inner, "get_image_features", per_distinct_image):
             yield
-        finally:
-            del inner.get_image_features
