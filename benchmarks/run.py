@@ -361,28 +361,29 @@ def bench_evaluation(gm, strip, heads, bench: Bench, args) -> dict:
     one = gm.encode(strip, prompts.VQA_QUESTION)
     batch = gm.encode(strip, [prompts.VQA_QUESTION] * n)
     tokens = args.new_tokens
+    phase = args.eval_phase
 
     def batched():
-        with gh.steer(gm, heads, targets, batch):
+        with gh.steer(gm, heads, targets, batch, phase=phase):
             return gm.generate_ids(batch, tokens, min_new_tokens=tokens)
 
     per_row = gm.encode(strip, [prompts.VQA_QUESTION] * n)
-    per_row.image_groups = None  # as before gazeheads shared images: the vision tower runs for every row
+    per_row.image_groups = None  # nothing shared: the vision tower (and, phase decode, the prompt) per row
 
-    def batched_vision_per_row():
-        with gh.steer(gm, heads, targets, per_row):
-            return gm.generate_ids(per_row, tokens, min_new_tokens=tokens)
+    def batched_no_sharing():
+        with gh.steer(gm, heads, targets, per_row, phase=phase):
+            return gm.generate_ids(per_row, tokens, min_new_tokens=tokens, share_prompt=False)
 
     def one_at_a_time():
         rows = []
         for target in targets:
-            with gh.steer(gm, heads, target, one):
+            with gh.steer(gm, heads, target, one, phase=phase):
                 rows.append(gm.generate_ids(one, tokens, min_new_tokens=tokens))
         return torch.cat(rows)
 
-    res = bench.group({"batched_per_strip": batched, "batched_vision_per_row": batched_vision_per_row,
+    res = bench.group({"batched_per_strip": batched, "batched_no_sharing": batched_no_sharing,
                        "one_at_a_time": one_at_a_time}, repeats=args.eval_repeats, warmup=args.eval_warmup)
-    per_row_out = res["batched_vision_per_row"].pop("output")
+    per_row_out = res["batched_no_sharing"].pop("output")
     same = bool(torch.equal(res["batched_per_strip"]["output"], per_row_out))
     same = same and bool(torch.equal(res["batched_per_strip"].pop("output"), res["one_at_a_time"].pop("output")))
     for r in res.values():
@@ -391,11 +392,12 @@ def bench_evaluation(gm, strip, heads, bench: Bench, args) -> dict:
         "methods": res,
         "targets": n,
         "new_tokens": tokens,
+        "phase": phase,
         "greedy_tokens_equal_batched_vs_one_at_a_time": same,
         "ratios": {"throughput_batched_vs_one_at_a_time": ratio(res["one_at_a_time"]["median_s"],
                                                                res["batched_per_strip"]["median_s"]),
-                   "shared_image_vs_vision_per_row": ratio(res["batched_vision_per_row"]["median_s"],
-                                                           res["batched_per_strip"]["median_s"])},
+                   "sharing_vs_no_sharing": ratio(res["batched_no_sharing"]["median_s"],
+                                                  res["batched_per_strip"]["median_s"])},
         "ratios_cpu_time": {"throughput_batched_vs_one_at_a_time": ratio(res["one_at_a_time"]["cpu_median_s"],
                                                                         res["batched_per_strip"]["cpu_median_s"])},
     }
@@ -468,7 +470,8 @@ def _print_generation(g: dict, line) -> None:
 
 
 def _print_evaluation(e: dict, line) -> None:
-    print(f"\nevaluation throughput ({e['targets']} targets of one strip, {e['new_tokens']} new tokens each)")
+    print(f"\nevaluation throughput ({e['targets']} targets of one strip, {e['new_tokens']} new tokens each, "
+          f"phase {e.get('phase', 'prefill+decode')})")
     for name, r in e["methods"].items():
         line(name, r, f"   {r['targets_per_s']:.3f} targets/s")
 
@@ -500,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vision-depth", type=int, default=None, help="vision blocks (fewer than 24 to fit a CPU run)")
     parser.add_argument("--sections", default="discovery,generation,evaluation",
                         help="comma-separated subset of discovery, generation, evaluation")
+    parser.add_argument("--eval-phase", choices=["prefill+decode", "decode"], default="prefill+decode",
+                        help="steering phase of the evaluation section (decode: the prompt is prefilled once per strip)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/<device>.json)")
     args = parser.parse_args(argv)

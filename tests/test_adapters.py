@@ -492,3 +492,26 @@ def test_rows_sharing_an_image_encode_it_once_with_identical_results(family):
     finally:
         handle.remove()
     assert "forward" not in vars(vision_tower(gm.model))  # the tower is restored
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_decode_phase_rows_share_one_prompt_prefill(family):
+    """phase="decode" on one strip and several targets: the prompt is prefilled once for all
+    rows, and the steered tokens equal those of every row prefilling its own prompt."""
+    gm, _ = model_pair(family)
+    encoded = gm.encode(draw_strip(widths=STRIP_WIDTHS, seed=14), [prompts.NARRATION_QUESTION] * 3)
+    heads = HeadSet.of([(0, 1), (1, 2)], gm.shape)
+    targets = [gh.Panel(1), gh.Panel(2), gh.Panel(3)]
+    calls = []
+    handle = gm.adapter.language_model(gm.model).register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(tuple(kwargs["inputs_embeds"].shape[:2])), with_kwargs=True)
+    try:
+        with gh.steer(gm, heads, targets, encoded, phase="decode"):
+            shared = gm.generate_ids(encoded, max_new_tokens=5, min_new_tokens=5)
+        with gh.steer(gm, heads, targets, encoded, phase="decode"):
+            full = gm.generate_ids(encoded, max_new_tokens=5, min_new_tokens=5, share_prompt=False)
+    finally:
+        handle.remove()
+    assert calls[0] == (1, encoded.prompt_len - 1) and calls[1] == (3, 1)
+    assert calls[6] == (3, encoded.prompt_len)
+    assert torch.equal(shared, full)

@@ -198,3 +198,36 @@ def test_rows_sharing_an_image_run_the_vision_tower_once_with_identical_results(
         assert torch.equal(shared, reference)
     finally:
         handle.remove()
+
+
+# --------------------------------------------------------------------------- shared prompt (decode phase)
+
+
+def test_decode_phase_batches_prefill_the_shared_prompt_once(family, strip):
+    """One strip steered to each panel with phase="decode": the unsteered prompt is prefilled
+    once for all rows, and the tokens equal those of the full batched prefill."""
+    gm, _ = model_pair(family)
+    encoded = gm.encode(strip, [prompts.NARRATION_QUESTION] * 4)
+    heads = HeadSet(((0, 1), (1, 2)), gm.shape)
+    schedule = gh.Schedule([(0, gh.Panel(5)), (2, gh.Panel(1))])
+    targets = [gh.Panel(1), gh.Panel(3), gh.Panel(6), schedule]
+    calls = []
+    language = gm.adapter.base_model(gm.model).language_model
+    handle = language.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(tuple(kwargs["inputs_embeds"].shape[:2])), with_kwargs=True)
+    try:
+        with gh.steer(gm, heads, targets, encoded, phase="decode"):
+            shared = gm.generate_ids(encoded, max_new_tokens=6, min_new_tokens=6)
+        assert calls[0] == (1, encoded.prompt_len - 1) and calls[1] == (4, 1)  # one prefill, then the rows
+        calls.clear()
+        with gh.steer(gm, heads, targets, encoded, phase="decode"):
+            full = gm.generate_ids(encoded, max_new_tokens=6, min_new_tokens=6, share_prompt=False)
+        assert calls[0] == (4, encoded.prompt_len)
+        with gh.steer(gm, heads, targets, encoded):  # prefill+decode: every row prefills its own prompt
+            calls.clear()
+            gm.generate_ids(encoded, max_new_tokens=2)
+        assert calls[0] == (4, encoded.prompt_len)
+    finally:
+        handle.remove()
+    assert torch.equal(shared, full)
+    assert len({tuple(row.tolist()) for row in shared}) > 1  # the targets made the rows differ

@@ -26,7 +26,7 @@ from transformers.cache_utils import DynamicLayer
 from . import hook, prompts
 from .data.strips import Strip
 from .errors import DataError, RegionError
-from .model import Encoded, GazeModel
+from .model import Encoded, GazeModel, is_per_token
 from .ranking import Ranking
 from .regions import Panel
 
@@ -133,7 +133,7 @@ def strip_matrices(gm: GazeModel, strip: Strip) -> np.ndarray:
     del encodings[1:]  # their pixel values are the same image: keep one copy alive
     base = gm.adapter.base_model(gm.model)
     # Every per-token input is cut to the prefix; image tensors go in whole.
-    prefix_inputs = {key: (value[:, :prefix] if _is_per_token(value, first) else value) for key, value in first.items()}
+    prefix_inputs = {key: (value[:, :prefix] if is_per_token(value, first) else value) for key, value in first.items()}
     suffix_lens = [len(s) - prefix for s in ids]
     width = max(suffix_lens)
     pad = gm.tokenizer.pad_token_id
@@ -159,12 +159,6 @@ def strip_matrices(gm: GazeModel, strip: Strip) -> np.ndarray:
         with hook.requesting(gm.attention_modules(), capture=request):
             base(**suffix_inputs, past_key_values=cache, use_cache=True)
     return recorder.matrices()
-
-
-def _is_per_token(value, inputs) -> bool:
-    """True for tensors laid out (batch, prompt tokens), like input_ids and attention_mask."""
-    ids = inputs["input_ids"]
-    return isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape == ids.shape
 
 
 def _strip_key(index: int, strip: Strip) -> str:

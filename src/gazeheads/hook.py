@@ -224,6 +224,22 @@ def attach_plan(attention_modules: list[nn.Module]) -> Iterator[AttentionPlan]:
                     delattr(module, _PLAN_ATTR)
 
 
+def attached_plan(attention_modules: list[nn.Module]) -> AttentionPlan | None:
+    """The plan attached to these modules, if any."""
+    return getattr(attention_modules[0], _PLAN_ATTR, None) if attention_modules else None
+
+
+@contextlib.contextmanager
+def biases_suspended(plan: AttentionPlan) -> Iterator[None]:
+    """Run forwards without the plan's bias sources (captures stay), then put them back."""
+    saved = list(plan.biases)
+    plan.biases.clear()
+    try:
+        yield
+    finally:
+        plan.biases[:] = saved
+
+
 @contextlib.contextmanager
 def requesting(
     attention_modules: list[nn.Module], *, bias: BiasSource | None = None, capture: CaptureRequest | None = None

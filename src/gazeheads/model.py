@@ -28,13 +28,15 @@ class Encoded:
     `geometries[b]` maps regions of row b's image to prompt positions; `prompt_len` is the
     padded prompt length (prompts are left-padded so generation appends on the right).
     `image_groups[b]` is the first row given the same image object as row b (rows that share
-    an image, e.g. one strip steered to each of its panels, run the vision tower once).
+    an image, e.g. one strip steered to each of its panels, run the vision tower once);
+    `images` are the images as given, one per row.
     """
 
     inputs: BatchFeature
     geometries: list[ImageGeometry]
     questions: list[str]
     image_groups: list[int] | None = None
+    images: list | None = None
 
     @property
     def batch_size(self) -> int:
@@ -122,18 +124,51 @@ class GazeModel:
         geometries = self.adapter.image_geometries(self.model, inputs, [im.size for im in pil], layouts)
         first: dict[int, int] = {}
         groups = [first.setdefault(id(im), row) for row, im in enumerate(images)]
-        return Encoded(inputs.to(self.device), geometries, questions, groups)
+        return Encoded(inputs.to(self.device), geometries, questions, groups, images)
 
     # generation ------------------------------------------------------------------------
 
-    def generate_ids(self, encoded: Encoded, max_new_tokens: int = 32, **kwargs) -> torch.Tensor:
-        """Greedy by default; returns only the new token ids (batch, new_tokens)."""
+    def generate_ids(self, encoded: Encoded, max_new_tokens: int = 32, *, share_prompt: bool = True,
+                     **kwargs) -> torch.Tensor:
+        """Greedy by default; returns only the new token ids (batch, new_tokens).
+
+        `share_prompt`: when every row is the same prompt and image and the only steering is
+        decode-phase (so all but the prompt's last position are unsteered and identical), the
+        prompt is prefilled once for all rows. The tokens are the same either way.
+        """
         tokenizer = self.tokenizer
         kwargs.setdefault("do_sample", False)
         kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
+        inputs = encoded.inputs
         with torch.inference_mode(), self.adapter.shared_images(self.model, encoded.image_groups):
-            out = self.model.generate(**encoded.inputs, max_new_tokens=max_new_tokens, **kwargs)
+            if share_prompt and "past_key_values" not in kwargs:
+                cache = self._shared_prompt_cache(encoded, kwargs)
+                if cache is not None:  # the image is in the cache: only the per-token inputs go on
+                    kwargs["past_key_values"] = cache
+                    inputs = {key: value for key, value in inputs.items() if is_per_token(value, inputs)}
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, **kwargs)
         return out[:, encoded.prompt_len :]
+
+    def _shared_prompt_cache(self, encoded: Encoded, kwargs: dict):
+        """The prompt minus its last token prefilled once and repeated for every row, or None
+        when that would not give the same result (see :meth:`generate_ids`)."""
+        batch = encoded.batch_size
+        plan = hook.attached_plan(self.attention_modules())
+        if (batch < 2 or not encoded.images or plan is None or plan.captures or not plan.biases
+                or not all(getattr(source, "prompt_unbiased", False) for source in plan.biases)
+                or kwargs.get("do_sample") or kwargs.get("num_beams", 1) != 1
+                or len(set(encoded.image_groups or [0, 1])) != 1):
+            return None
+        ids = encoded.inputs["input_ids"]
+        mask = encoded.inputs.get("attention_mask")
+        if not bool((ids == ids[:1]).all()) or (mask is not None and not bool(mask.bool().all())):
+            return None
+        one = self.encode(encoded.images[0], encoded.questions[0]).inputs
+        prefix = {key: (value[:, :-1] if is_per_token(value, one) else value) for key, value in one.items()}
+        with hook.biases_suspended(plan):
+            cache = self.adapter.base_model(self.model)(**prefix, use_cache=True).past_key_values
+        cache.batch_repeat_interleave(batch)
+        return cache
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
@@ -141,6 +176,12 @@ class GazeModel:
     def generate(self, encoded: Encoded, max_new_tokens: int = 32, **kwargs) -> list[str]:
         """Generate and decode the new text of every row."""
         return self.decode(self.generate_ids(encoded, max_new_tokens, **kwargs))
+
+
+def is_per_token(value, inputs) -> bool:
+    """True for tensors laid out (batch, prompt tokens), like input_ids and attention_mask."""
+    ids = inputs["input_ids"]
+    return isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape == ids.shape
 
 
 def default_dtype(device: torch.device | str) -> torch.dtype:

@@ -156,6 +156,11 @@ class Steering:
             self._segments[row] = kept + [(start, mask)]
             return start
 
+    @property
+    def prompt_unbiased(self) -> bool:
+        """True when no prompt position but the last gets a bias (phase "decode")."""
+        return self.phase == "decode"
+
     # BiasSource protocol -----------------------------------------------------------------
 
     def head_mask(self, layer: int, device: torch.device) -> torch.Tensor | None:
