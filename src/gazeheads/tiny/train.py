@@ -11,6 +11,10 @@ Every batch mixes five tasks (weights in TASKS):
 Captions are "<colour> <shape>", so the first answer word already depends on the panel asked
 about: the last prompt token has to look at that panel, which is where gaze heads are scored.
 
+From --steer-start on, the current top heads by gaze score are trained to be causally
+sufficient (SteeringTrainer: steered examples describe a random target) and to keep looking at
+the panel asked about (--gaze-anchor); the model card explains why both.
+
 Deterministic for a given --seed and --threads (data from `synth.training_rng(seed)`, weights
 from `torch.manual_seed(seed)`); --minutes only caps the wall time as a safety net. The output
 is a standard Hugging Face folder plus MODEL_CARD.md, README.md and gazeheads.json.
