@@ -239,38 +239,41 @@ class DemoState:
             raise HTTPException(404, f"No image {image_id!r}; GET /api/images lists them.")
         return entry
 
+    def _cached(self, store: dict, key: str, compute):
+        """`store[key]`, computed outside the lock on a miss; the 64 most recent entries are kept."""
+        with self._lock:
+            if key in store:
+                return store[key]
+        value = compute()
+        with self._lock:
+            store[key] = value
+            while len(store) > 64:
+                store.pop(next(iter(store)))
+        return value
+
     def meta(self, entry: Entry) -> dict:
         """Size, token cells and tint regions of an image (computed once: the processor runs, not the model)."""
-        with self._lock:
-            if entry.id in self._meta:
-                return self._meta[entry.id]
-        image = self.library.image(entry)
-        try:
-            geometry = self.gm.encode(image, self.question).geometries[0]
-        except GazeheadsError as exc:
-            raise HTTPException(422, f"{exc.problem} {exc.fix or ''}".strip()) from None
-        meta = {"id": entry.id, "name": entry.name, "source": entry.source,
-                "captions": entry.captions or getattr(image, "captions", None), **describe_geometry(geometry)}
-        with self._lock:
-            self._meta[entry.id] = meta
-            while len(self._meta) > 64:
-                self._meta.pop(next(iter(self._meta)))
-        return meta
+
+        def compute() -> dict:
+            image = self.library.image(entry)
+            try:
+                geometry = self.gm.encode(image, self.question).geometries[0]
+            except GazeheadsError as exc:
+                raise HTTPException(422, f"{exc.problem} {exc.fix or ''}".strip()) from None
+            return {"id": entry.id, "name": entry.name, "source": entry.source,
+                    "captions": entry.captions or getattr(image, "captions", None), **describe_geometry(geometry)}
+
+        return self._cached(self._meta, entry.id, compute)
 
     def pixels(self, entry: Entry) -> bytes:
-        with self._lock:
-            if entry.id in self._pixels:
-                return self._pixels[entry.id]
-        image = self.library.image(entry)
-        pil = image.image if hasattr(image, "image") else image
-        buffer = io.BytesIO()
-        pil.save(buffer, format="PNG")
-        data = buffer.getvalue()
-        with self._lock:
-            self._pixels[entry.id] = data
-            while len(self._pixels) > 64:
-                self._pixels.pop(next(iter(self._pixels)))
-        return data
+        def compute() -> bytes:
+            image = self.library.image(entry)
+            pil = image.image if hasattr(image, "image") else image
+            buffer = io.BytesIO()
+            pil.save(buffer, format="PNG")
+            return buffer.getvalue()
+
+        return self._cached(self._pixels, entry.id, compute)
 
 
 def _default_question(gm: GazeModel) -> str:
