@@ -368,7 +368,7 @@ def bench_evaluation(gm, strip, heads, bench: Bench, args) -> dict:
             return gm.generate_ids(batch, tokens, min_new_tokens=tokens)
 
     per_row = gm.encode(strip, [prompts.VQA_QUESTION] * n)
-    per_row.image_groups = None  # nothing shared: the vision tower (and, phase decode, the prompt) per row
+    per_row.images = None  # nothing shared: the vision tower (and, phase decode, the prompt) per row
 
     def batched_no_sharing():
         with gh.steer(gm, heads, targets, per_row, phase=phase):

@@ -468,7 +468,7 @@ def test_rows_sharing_an_image_encode_it_once_with_identical_results(family):
     shared = gm.encode(images, prompts.NARRATION_QUESTION)
     assert shared.image_groups == [0, 0, 2, 2]
     separate = gm.encode(images, prompts.NARRATION_QUESTION)
-    separate.image_groups = None
+    separate.images = None
 
     items = []
     handle = vision_tower(gm.model).embeddings.register_forward_pre_hook(

@@ -173,7 +173,7 @@ def test_rows_sharing_an_image_run_the_vision_tower_once_with_identical_results(
     encoded = gm.encode(images, prompts.NARRATION_QUESTION)
     assert encoded.image_groups == [0, 0, 0, 3, 3]
     separate = gm.encode(images, prompts.NARRATION_QUESTION)
-    separate.image_groups = None  # every row runs its own image through the vision tower
+    separate.images = None  # every row runs its own image through the vision tower
 
     passes = []
     visual = gm.adapter.base_model(gm.model).visual

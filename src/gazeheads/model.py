@@ -27,15 +27,12 @@ class Encoded:
 
     `geometries[b]` maps regions of row b's image to prompt positions; `prompt_len` is the
     padded prompt length (prompts are left-padded so generation appends on the right).
-    `image_groups[b]` is the first row given the same image object as row b (rows that share
-    an image, e.g. one strip steered to each of its panels, run the vision tower once);
-    `images` are the images as given, one per row.
+    `images` are the images as given, one per row (None: nothing is shared between rows).
     """
 
     inputs: BatchFeature
     geometries: list[ImageGeometry]
     questions: list[str]
-    image_groups: list[int] | None = None
     images: list | None = None
 
     @property
@@ -45,6 +42,15 @@ class Encoded:
     @property
     def prompt_len(self) -> int:
         return self.inputs["input_ids"].shape[1]
+
+    @property
+    def image_groups(self) -> list[int] | None:
+        """Per row, the first row given the same image object: rows that share an image (e.g. one
+        strip steered to each of its panels) run the vision tower once."""
+        if self.images is None:
+            return None
+        first: dict[int, int] = {}
+        return [first.setdefault(id(image), row) for row, image in enumerate(self.images)]
 
     def image_mask(self) -> torch.Tensor:
         """Boolean (batch, prompt_len): True at image-token positions."""
@@ -122,9 +128,7 @@ class GazeModel:
         texts = [self.chat_text(q) for q in questions]
         inputs = self.adapter.process(self.processor, texts, pil)
         geometries = self.adapter.image_geometries(self.model, inputs, [im.size for im in pil], layouts)
-        first: dict[int, int] = {}
-        groups = [first.setdefault(id(im), row) for row, im in enumerate(images)]
-        return Encoded(inputs.to(self.device), geometries, questions, groups, images)
+        return Encoded(inputs.to(self.device), geometries, questions, images)
 
     # generation ------------------------------------------------------------------------
 
@@ -140,24 +144,24 @@ class GazeModel:
         kwargs.setdefault("do_sample", False)
         kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
         inputs = encoded.inputs
-        with torch.inference_mode(), self.adapter.shared_images(self.model, encoded.image_groups):
+        groups = encoded.image_groups
+        with torch.inference_mode(), self.adapter.shared_images(self.model, groups):
             if share_prompt and "past_key_values" not in kwargs:
-                cache = self._shared_prompt_cache(encoded, kwargs)
+                cache = self._shared_prompt_cache(encoded, groups, kwargs)
                 if cache is not None:  # the image is in the cache: only the per-token inputs go on
                     kwargs["past_key_values"] = cache
                     inputs = {key: value for key, value in inputs.items() if is_per_token(value, inputs)}
             out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, **kwargs)
         return out[:, encoded.prompt_len :]
 
-    def _shared_prompt_cache(self, encoded: Encoded, kwargs: dict):
+    def _shared_prompt_cache(self, encoded: Encoded, groups: list[int] | None, kwargs: dict):
         """The prompt minus its last token prefilled once and repeated for every row, or None
         when that would not give the same result (see :meth:`generate_ids`)."""
         batch = encoded.batch_size
         plan = hook.attached_plan(self.attention_modules())
-        if (batch < 2 or not encoded.images or plan is None or plan.captures or not plan.biases
+        if (batch < 2 or not groups or len(set(groups)) != 1 or plan is None or plan.captures or not plan.biases
                 or not all(getattr(source, "prompt_unbiased", False) for source in plan.biases)
-                or kwargs.get("do_sample") or kwargs.get("num_beams", 1) != 1
-                or len(set(encoded.image_groups or [0, 1])) != 1):
+                or kwargs.get("do_sample") or kwargs.get("num_beams", 1) != 1):
             return None
         ids = encoded.inputs["input_ids"]
         mask = encoded.inputs.get("attention_mask")
