@@ -199,12 +199,13 @@ class Encoder:
 
     def batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         pixels, grids, seqs, labels, steer_rows, anchors = [], [], [], [], [], []
-        for i, ex in enumerate(examples):
+        for row, ex in enumerate(examples):
             pv, grid = self.patchify(ex.image)
             pixels.append(pv)
             grids.append(grid)
             n_img = grid[1] * grid[2] // build.MERGE_SIZE**2
             prompt = self.prompt_ids(n_img, ex.question)
+            first_img = prompt.index(self.pad_img)
             words = self.words(ex.answer)
             answer = words + [self.im_end]
             learned = [-100 if i in ex.forced else t for i, t in enumerate(answer)]
@@ -212,7 +213,6 @@ class Encoder:
             labels.append([-100] * len(prompt) + learned)
             if ex.steer:
                 # row r predicts token r + 1; answer token j belongs to segment j // 3
-                first_img = prompt.index(self.pad_img)
                 segs = []
                 for r in range(len(prompt) + len(answer)):
                     j = max(0, r + 1 - len(prompt))
@@ -221,9 +221,8 @@ class Encoder:
             else:
                 steer_rows.append(None)
             if ex.asked is not None:  # the last prompt token and the asked panel's image tokens
-                first_img = prompt.index(self.pad_img)
                 signs = self.region_signs(grid, ex.regions[ex.asked])
-                anchors.append((i, len(prompt) - 1, [first_img + j for j, v in enumerate(signs) if v > 0]))
+                anchors.append((row, len(prompt) - 1, [first_img + j for j, v in enumerate(signs) if v > 0]))
         length = max(len(s) for s in seqs)
         input_ids = torch.full((len(seqs), length), self.pad, dtype=torch.long)
         label_t = torch.full((len(seqs), length), -100, dtype=torch.long)
