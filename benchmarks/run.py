@@ -505,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset of discovery, generation, evaluation")
     parser.add_argument("--eval-phase", choices=["prefill+decode", "decode"], default="prefill+decode",
                         help="steering phase of the evaluation section (decode: the prompt is prefilled once per strip)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
+                        help="model dtype (default bfloat16 on cuda, float32 on cpu; bfloat16 on cpu exercises the GPU path)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/<device>.json)")
     args = parser.parse_args(argv)
@@ -514,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda but CUDA is not available")
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
     mmap_fixed = device.type == "cpu" and _fixed_mmap_threshold()
     if args.quick:
         spec, strip = ModelSpec.tiny(layers=args.layers or 2), draw_strip(widths=(64, 96, 64, 32, 64, 128), height=64)
