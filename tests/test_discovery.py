@@ -13,6 +13,7 @@ from gazeheads import prompts
 from gazeheads.heads import HeadSet
 
 from conftest import draw_strip, model_pair
+from factories import make_qwen
 
 
 def eager_matrices(gm, eager, strip):
@@ -99,6 +100,15 @@ def test_discovery_resumes_from_its_checkpoint(tmp_path):
     assert np.abs(resumed.scores - full.scores).max() <= 1e-6
 
 
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    gm, _ = model_pair("qwen3_vl", heads=4, layers=2)
+    other = gh.GazeModel(*make_qwen("qwen3_vl", layers=2, heads=4, kv_heads=2, seed=7))  # same shape, other weights
+    strips = [draw_strip()]
+    gh.discover(gm, strips, progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(gh.DataError, match="written for another model"):
+        gh.discover(other, strips, progress=False, checkpoint_dir=tmp_path)
+
+
 def test_head_selection_rules():
     gm, _ = model_pair("qwen3_vl", heads=4, layers=2)
     scores = np.arange(8, dtype=float).reshape(2, 4)  # head (1, 3) best, (0, 0) worst
@@ -111,7 +121,12 @@ def test_head_selection_rules():
     with pytest.raises(gh.HeadSelectionError, match="K=9 heads asked of a model with 8 heads"):
         ranking.top(9)
     with pytest.raises(gh.HeadSelectionError, match="percentile"):
-        ranking.random_control(3, percentile=5)
+        ranking.random_control(3, percentile=5, widen=False)
+    with pytest.warns(UserWarning, match="at or below the 5th percentile"):  # widened to the 3 lowest outside top-3
+        widened = ranking.random_control(3, percentile=5)
+    assert set(widened) == {(0, 0), (0, 1), (0, 2)} and "37.5th percentile" in widened.name
+    with pytest.raises(gh.HeadSelectionError, match="percentile"):  # 3 heads outside the top-5: nothing to widen to
+        ranking.random_control(5, percentile=5)
     assert len(ranking.all_heads()) == 8
     with pytest.raises(gh.HeadSelectionError, match="does not exist"):
         HeadSet.of([(2, 0)], gm.shape)

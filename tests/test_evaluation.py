@@ -76,7 +76,8 @@ def test_several_strips_per_batch_equal_one_strip_at_a_time(saved, tmp_path):
     for protocol in ("narration", "dynamic"):
         results = []
         for per_batch in (1, 3):
-            settings = EvalSettings(**dict(SETTINGS, protocol=protocol, segment_tokens=1, strips_per_batch=per_batch))
+            extra = dict(max_new_tokens=None, segment_tokens=1) if protocol == "dynamic" else {}
+            settings = EvalSettings(**dict(SETTINGS, protocol=protocol, strips_per_batch=per_batch, **extra))
             out = tmp_path / f"{protocol}-{per_batch}"
             evaluate_strips(gm, ranking, strips(), settings, make_judge("truth"), open_store(out, ProcessInfo(), True),
                             progress=False)
@@ -97,6 +98,8 @@ KILLABLE = textwrap.dedent("""
     truth = make_judge("truth")
 
     class SlowJudge:
+        name = truth.name  # the same verdicts, slower: a resume with the truth judge may continue it
+
         def judge(self, item):
             time.sleep(0.15)
             return truth.judge(item)
@@ -206,3 +209,62 @@ def test_rejudge_from_jsonl_without_generating(saved, tmp_path, monkeypatch):
     assert all(r["hit"] == (r["target"] == 3) for r in steered)
     summary = json.loads((tmp_path / "summary.json").read_text())["results"]
     assert all(abs(row["accuracy"] - 1 / 6) < 1e-9 for row in summary)
+    settings_after = json.loads((tmp_path / "generations.settings.json").read_text())
+    assert settings_after["narration"]["judge"] == "always3"  # a later --resume continues with this judge
+
+
+def test_store_refuses_a_corrupt_line_in_the_middle(tmp_path):
+    path = tmp_path / "g.jsonl"
+    path.write_text('{"key": "a"}\n{"key": "b", oops\n{"key": "c"}\n')
+    with pytest.raises(gh.GazeheadsError, match="line 2 is not valid JSON, and 1 records follow"):
+        JsonlStore(path)
+    assert path.read_text().count("\n") == 3  # nothing was cut away
+
+
+def test_resume_refuses_other_settings_but_may_add_conditions(saved, tmp_path):
+    from gazeheads.evaluation.store import SettingsMismatch
+
+    _, gm, ranking = saved
+    two = strips()[:1]
+    gaze_only = EvalSettings(**dict(SETTINGS, conditions=("gaze",)))
+    evaluate_strips(gm, ranking, two, gaze_only, make_judge("truth"), open_store(tmp_path, ProcessInfo(), True),
+                    progress=False)
+    store = open_store(tmp_path, ProcessInfo(), True)
+    for changed in (dict(seed=7), dict(mode="suppress_image"), dict(max_new_tokens=4), dict(question="Describe.")):
+        with pytest.raises(SettingsMismatch, match=f"narration records made with other settings .*{next(iter(changed))}"):
+            evaluate_strips(gm, ranking, two, EvalSettings(**dict(SETTINGS, **changed)), make_judge("truth"), store,
+                            progress=False)
+    assert len(store) == 1 + 6  # the refused runs added nothing
+    # another K is new records beside the old (keys hold K), as in a top-K sweep: allowed
+    evaluate_strips(gm, ranking, two, EvalSettings(**SETTINGS), make_judge("truth"), store, progress=False)
+    assert len(store) == 1 + 3 * 6  # random and all heads added to the gaze records
+    saved_heads = json.loads((tmp_path / "generations.settings.json").read_text())["narration"]["heads"]
+    assert set(saved_heads) == {"gaze@2", "random@2", "all@8"}
+    fresh = open_store(tmp_path, ProcessInfo(), resume=False)  # without resume: a new run
+    assert len(fresh) == 0 and not (tmp_path / "generations.settings.json").exists()
+
+
+def test_resume_sees_the_shards_of_another_process_count(tmp_path):
+    for rank in range(2):
+        shard = JsonlStore(tmp_path / f"generations.rank{rank}-of-2.jsonl")
+        shard.claim("vqa", {"seed": 0})
+        shard.add([{"key": f"vqa|{rank}"}])
+    with pytest.raises(gh.GazeheadsError, match="seed: 0 -> 1"):  # the shards' settings travel with them
+        open_store(tmp_path, ProcessInfo(), resume=True).claim("vqa", {"seed": 1})
+    for process in (ProcessInfo(), ProcessInfo(index=1, count=3)):
+        store = open_store(tmp_path, process, resume=True)
+        assert sorted(store.records) == ["vqa|0", "vqa|1"]
+    open_store(tmp_path, ProcessInfo(), resume=False)  # a new one-process run clears every old shard
+    assert not list(tmp_path.glob("generations.rank*"))
+
+
+def test_dynamic_narration_generates_one_segment_per_panel(saved, tmp_path):
+    _, gm, ranking = saved
+    settings = EvalSettings(protocol="dynamic", k=2, control_percentile=50, conditions=("gaze",), segment_tokens=2)
+    store = evaluate_strips(gm, ranking, strips()[:1], settings, make_judge("truth"),
+                            open_store(tmp_path, ProcessInfo(), True), progress=False)
+    steered = [r for r in store if r["condition"] == "gaze"]
+    assert len(steered) == 1 and len(steered[0]["segments"]) == len(steered[0]["schedule"]) == 6
+    assert len(steered[0]["verdicts"]) == 6
+    with pytest.raises(gh.GazeheadsError, match="segment per panel"):
+        EvalSettings(protocol="dynamic", max_new_tokens=100).resolved_protocol()

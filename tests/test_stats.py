@@ -13,6 +13,7 @@ from gazeheads.errors import GazeheadsError
 from gazeheads.evaluation.stats import (
     accuracy_table,
     bootstrap_ci,
+    cluster_bootstrap_ci,
     bootstrap_means,
     mean_std,
     per_panel_table,
@@ -207,3 +208,40 @@ def test_box_steering_summary_pools_size_classes():
         ("gaze", "large", 3), ("random", "large", 3),
     ]
     assert rows[0]["accuracy"] == pytest.approx(5 / 6) and rows[1]["accuracy"] == pytest.approx(1 / 6)
+    assert rows[0]["untargetable"] == 1 and rows[2]["untargetable"] == 1 and rows[4]["untargetable"] == 0
+
+
+# --------------------------------------------------------------------------- clustered intervals
+def test_cluster_bootstrap_of_whole_strips_equals_the_bootstrap_of_strip_means():
+    """Strips that are all hit or all miss: resampling strips is resampling their 0/1 means."""
+    strip_hits = [1.0] * 20 + [0.0] * 20
+    hits = [h for h in strip_hits for _ in range(6)]
+    clusters = [s for s in range(40) for _ in range(6)]
+    clustered = cluster_bootstrap_ci(hits, clusters)
+    assert clustered[0] == 0.5
+    assert clustered[1:] == pytest.approx((binomial_quantile(40, 20, 0.025), binomial_quantile(40, 20, 0.975)),
+                                          abs=0.026)
+    pooled = bootstrap_ci(hits)  # 240 "independent" answers: far too narrow
+    assert pooled[2] - pooled[1] < 0.6 * (clustered[2] - clustered[1])
+
+
+def test_cluster_bootstrap_with_one_answer_per_cluster_is_the_ordinary_bootstrap():
+    hits = [1.0] * 30 + [0.0] * 10
+    assert cluster_bootstrap_ci(hits, list(range(40))) == pytest.approx(bootstrap_ci(hits), abs=0.026)
+    with pytest.raises(GazeheadsError, match="cluster labels"):
+        cluster_bootstrap_ci(hits, [0])
+
+
+def test_dynamic_summary_resamples_strips_and_counts_undefined_spearman_as_zero():
+    from gazeheads.evaluation.summary import summarise
+
+    def narration(strip, hits, rho):
+        return {"protocol": "dynamic", "condition": "random", "k": 4, "strip": f"s{strip}", "n_panels": 6,
+                "segment_hits": hits, "spearman": rho, "verdicts": [{"junk": False}] * 6}
+
+    records = [narration(i, [True] * 6, 1.0) for i in range(20)]
+    records += [narration(20 + i, [False] * 6, math.nan) for i in range(20)]  # constant output: undefined
+    (row,) = summarise(records)
+    assert row["n"] == 240 and row["n_clusters"] == 40 and row["accuracy"] == 0.5
+    assert row["ci_low"] < 0.4 and row["ci_high"] > 0.6  # 40 strips, not 240 independent segments
+    assert row["spearman_undefined"] == 20 and row["spearman_mean"] == 0.5  # not 1.0 from the 20 defined ones

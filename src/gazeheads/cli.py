@@ -373,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for random heads and schedules")
     p.add_argument("--name", default=None, help="run name: output goes to OUT_ROOT/NAME (default main or quick)")
     p.add_argument("--out-root", default="runs", help="folder holding runs (default runs)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard the run folder's generations and discovery checkpoint instead of resuming "
+                        "(a rerun resumes by default, and refuses changed settings)")
     p.set_defaults(func=cmd_run)
 
     data = sub.add_parser("data", help="data tools: synthetic comics and scenes",

@@ -162,8 +162,29 @@ def strip_matrices(gm: GazeModel, strip: Strip) -> np.ndarray:
 
 
 def _strip_key(index: int, strip: Strip) -> str:
-    name = f"{index:06d}-{strip.comic_id}"
+    name = f"{index:06d}-{strip.comic_id}-{strip.image.size[0]}x{strip.image.size[1]}-{list(strip.panel_boxes)}"
     return hashlib.sha1(name.encode()).hexdigest()[:12]
+
+
+def _open_checkpoint(folder: Path, gm: GazeModel, n_panels: int) -> None:
+    """Make `folder` a checkpoint of this model and these prompts, or refuse one of another."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    identity = {"model": gm.fingerprint(), "shape": list(gm.shape.__dict__.values()),
+                "prompts": [prompts.discovery_question(k, n_panels) for k in range(1, n_panels + 1)]}
+    meta = folder / "checkpoint.json"
+    if meta.exists():
+        saved = json.loads(meta.read_text())
+        if saved != identity:
+            what = [key for key in identity if saved.get(key) != identity[key]]
+            raise DataError(f"The discovery checkpoint {folder} was written for another {' and '.join(what)}.",
+                            "Use another checkpoint folder, or delete this one to start over.")
+        return
+    if any(folder.glob("*.npy")):
+        raise DataError(f"{folder} holds per-strip matrices but no checkpoint.json saying which model made them.",
+                        "Use another checkpoint folder, or delete this one to start over.")
+    meta.write_text(json.dumps(identity))
 
 
 def discover(
@@ -178,7 +199,8 @@ def discover(
     """Score every head over `strips` and return the ranking.
 
     With `checkpoint_dir`, each strip's matrices are written there as soon as they exist,
-    and a rerun skips the strips already done (resume after a crash loses nothing).
+    and a rerun skips the strips already done (resume after a crash loses nothing); a
+    checkpoint made by another model, or with other prompts, is refused.
     """
     strips = list(strips)
     if not strips:
@@ -191,7 +213,7 @@ def discover(
     compute = strip_matrices if shared_prefix else strip_matrices_per_question
     folder = Path(checkpoint_dir) if checkpoint_dir else None
     if folder:
-        folder.mkdir(parents=True, exist_ok=True)
+        _open_checkpoint(folder, gm, strips[0].n_panels)
     per_strip = []
     for index, strip in enumerate(tqdm(strips, desc="discovery", unit="strip", disable=not progress)):
         saved = folder / f"{_strip_key(index, strip)}.npy" if folder else None

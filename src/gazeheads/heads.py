@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -83,20 +84,36 @@ def top_heads(scores: np.ndarray, k: int, shape: HeadShape) -> HeadSet:
 
 
 def random_control_heads(
-    scores: np.ndarray, k: int, shape: HeadShape, *, seed: int = 0, percentile: float = 5.0
+    scores: np.ndarray, k: int, shape: HeadShape, *, seed: int = 0, percentile: float = 5.0, widen: bool = True
 ) -> HeadSet:
-    """K heads drawn (seeded) outside the top-K, among heads scoring at or below `percentile`."""
+    """K heads drawn (seeded) outside the top-K, among heads scoring at or below `percentile`.
+
+    At the paper's own setting the pool is too small (the 5th percentile of 1,152 heads holds
+    58 heads, fewer than K = 100). With `widen` (default) the threshold is then raised to the
+    lowest score percentile that holds K heads outside the top-K, with a warning, and the head
+    set's name records the percentile used; `widen=False` raises instead.
+    """
     check_k(k, shape)
     flat = scores.reshape(-1)
     top = set(np.argsort(-flat, kind="stable")[:k].tolist())
-    threshold = np.percentile(flat, percentile)
-    pool = [i for i in range(flat.size) if i not in top and flat[i] <= threshold]
+    outside = np.array(sorted(set(range(flat.size)) - top), dtype=np.int64)
+    threshold = float(np.percentile(flat, percentile))
+    pool = outside[flat[outside] <= threshold]
+    used = percentile
     if len(pool) < k:
-        raise HeadSelectionError(
-            f"Only {len(pool)} heads score at or below the {percentile:g}th percentile outside the top-{k}, "
-            f"fewer than the K={k} random control heads asked for.",
-            "Lower K, or raise the control percentile (e.g. percentile=50 for small models).",
-        )
+        if not widen or len(outside) < k:
+            raise HeadSelectionError(
+                f"Only {len(pool)} heads score at or below the {percentile:g}th percentile outside the top-{k}, "
+                f"fewer than the K={k} random control heads asked for.",
+                "Lower K, raise the control percentile (e.g. percentile=50 for small models), or allow widening.",
+            )
+        threshold = float(np.sort(flat[outside])[k - 1])
+        pool = outside[flat[outside] <= threshold]
+        used = 100.0 * float(np.mean(flat <= threshold))
+        warnings.warn(f"Only {int(np.sum(flat[outside] <= np.percentile(flat, percentile)))} heads outside the top-{k} "
+                      f"score at or below the {percentile:g}th percentile; random control heads are drawn from the "
+                      f"{len(pool)} at or below the {used:.1f}th instead.", stacklevel=2)
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(pool, size=k, replace=False).tolist())
-    return HeadSet.of(((i // shape.n_heads, i % shape.n_heads) for i in chosen), shape, f"random non-gaze {k}")
+    name = f"random non-gaze {k}" + (f" (<= {used:.1f}th percentile)" if used != percentile else "")
+    return HeadSet.of(((i // shape.n_heads, i % shape.n_heads) for i in chosen), shape, name)

@@ -74,9 +74,11 @@ def run_main_job(args) -> int:
     layout = bundled_layout(bundled_model_path() if bundled else args.model if Path(str(args.model)).is_dir() else None)
     plan = plan_for(args, layout)
     out = Path(args.out_root) / (args.name or ("quick" if args.quick else "main"))
+    if getattr(args, "restart", False):
+        _clear_run(out)
     out.mkdir(parents=True, exist_ok=True)
     gm = _load_model(args)
-    height = layout.get("strip_height") or args.strip_height or 256
+    height = args.strip_height or layout.get("strip_height") or 256
     if not layout and args.comics is None:
         raise GazeheadsError("A real model needs real strips.", "Pass --comics FOLDER or hf:baulab/openai-comic-strips.")
     k = args.k or default_k(gm.shape.total)
@@ -90,7 +92,7 @@ def run_main_job(args) -> int:
         eval_strips = resolve_strips("synth:100000", bundled=True, n=plan.eval_strips, n_panels=6, height=height)
     else:
         both = resolve_strips(spec, bundled=False, n=plan.discover_strips + plan.eval_strips, n_panels=6,
-                              height=height)
+                              height=height, seed=args.seed)
         discover_strips, eval_strips = both[: plan.discover_strips], both[plan.discover_strips :]
     print(f"[1/4] discovery on {len(discover_strips)} strips")
     ranking = discover(gm, discover_strips, checkpoint_dir=out / "discovery-checkpoint", source=spec)
@@ -108,7 +110,7 @@ def run_main_job(args) -> int:
         EvalSettings(protocol="narration", max_new_tokens=plan.max_new_tokens, **common),
         EvalSettings(protocol="vqa", max_new_tokens=min(15, plan.max_new_tokens), **common),
         EvalSettings(protocol="dynamic", question=plan.dynamic_question, segment_tokens=plan.segment_tokens,
-                     max_new_tokens=plan.segment_tokens * 6, **common),
+                     **common),
     ]
     print(f"[2/4] steering on {len(eval_strips)} held-out strips: narration, vqa, dynamic (K={k})")
     for settings in protocols:
@@ -128,6 +130,15 @@ def run_main_job(args) -> int:
                             "scenes": plan.scenes, "judge": args.judge})
     print(f"done in {time.time() - started:.0f} s: {out / 'report.html'}")
     return 0 if rows is not None else 1
+
+
+def _clear_run(out: Path) -> None:
+    """Remove what a resumed run would reuse: generations, their settings, the discovery checkpoint."""
+    import shutil
+
+    for path in list(out.glob("generations*.jsonl")) + list(out.glob("generations*.settings.json")):
+        path.unlink()
+    shutil.rmtree(out / "discovery-checkpoint", ignore_errors=True)
 
 
 def _scenes(gm, ranking, out: Path, plan: RunPlan, store, judge, common: dict) -> None:

@@ -70,9 +70,10 @@ class Ranking:
         """The top-K gaze heads."""
         return top_heads(self.scores, k, self.shape)
 
-    def random_control(self, k: int, *, seed: int = 0, percentile: float = 5.0) -> HeadSet:
-        """K random non-gaze heads (outside the top-K, at or below `percentile` of scores)."""
-        return random_control_heads(self.scores, k, self.shape, seed=seed, percentile=percentile)
+    def random_control(self, k: int, *, seed: int = 0, percentile: float = 5.0, widen: bool = True) -> HeadSet:
+        """K random non-gaze heads (outside the top-K, at or below `percentile` of scores;
+        see :func:`gazeheads.heads.random_control_heads` for `widen`)."""
+        return random_control_heads(self.scores, k, self.shape, seed=seed, percentile=percentile, widen=widen)
 
     def all_heads(self) -> HeadSet:
         return HeadSet.all(self.shape)

@@ -18,8 +18,9 @@ def _img(path: Path, caption: str) -> str:
 def _table(rows: list[dict]) -> str:
     if not rows:
         return "<p>No results.</p>"
-    columns = [c for c in ("protocol", "condition", "k", "size_class", "n", "accuracy", "ci_low", "ci_high",
-                           "junk_rate", "chance", "spearman_mean", "spearman_std") if any(c in r for r in rows)]
+    columns = [c for c in ("protocol", "condition", "k", "size_class", "n", "n_clusters", "accuracy", "ci_low",
+                           "ci_high", "junk_rate", "chance", "spearman_mean", "spearman_std", "spearman_undefined",
+                           "untargetable") if any(c in r for r in rows)]
     head = "".join(f"<th>{c}</th>" for c in columns)
     body = ""
     for row in rows:

@@ -81,8 +81,11 @@ def settings_from_args(args):
     )
 
 
-def resolve_strips(spec: str | None, *, bundled: bool, n: int, n_panels: int, height: int | None):
-    """Strips from a spec; `synth[:SEED]` draws held-out synthetic strips (the bundled model's data)."""
+def resolve_strips(spec: str | None, *, bundled: bool, n: int, n_panels: int, height: int | None, seed: int = 0):
+    """Strips from a spec; `synth[:SEED]` draws held-out synthetic strips (the bundled model's data).
+
+    `seed` samples the pages of a `comics:` corpus.
+    """
     from ..data import resolve_comics
 
     if spec is None:
@@ -94,7 +97,18 @@ def resolve_strips(spec: str | None, *, bundled: bool, n: int, n_panels: int, he
 
         seed = int(spec.split(":", 1)[1]) if ":" in spec else 100_000
         return [make_strip(seed + i, n_panels, comic_id=f"synth_{seed + i:06d}") for i in range(n)]
-    return resolve_comics(spec, n_panels=n_panels, limit=n, height=height or 256)
+    return resolve_comics(spec, n_panels=n_panels, limit=n, seed=seed, height=height or 256)
+
+
+def strip_height(args) -> int | None:
+    """--strip-height, else the height the model's layout file asks for (the bundled model: 64 px)."""
+    from ..assets import bundled_model_path
+    from ..mainjob import bundled_layout
+
+    if args.strip_height:
+        return args.strip_height
+    folder = bundled_model_path() if args.model is None else Path(args.model) if Path(args.model).is_dir() else None
+    return bundled_layout(folder).get("strip_height")
 
 
 def cmd_eval(args) -> int:
@@ -113,8 +127,9 @@ def cmd_eval(args) -> int:
     if args.rejudge:
         from .rejudge import rejudge
 
-        strips = resolve_strips(args.comics, bundled=args.model is None, n=args.n_strips, n_panels=args.n_panels,
-                                height=args.strip_height)
+        strips = [] if args.protocol == "coco" else resolve_strips(
+            args.comics, bundled=args.model is None, n=args.n_strips, n_panels=args.n_panels,
+            height=strip_height(args), seed=args.seed)
         rejudge(out, judge, strips, coco=(args.coco_instances, args.coco_images))
     else:
         if process.device and args.device is None and args.device_map is None:
@@ -137,7 +152,7 @@ def cmd_eval(args) -> int:
             from .runner import evaluate_strips
 
             strips = resolve_strips(args.comics, bundled=args.model is None, n=args.n_strips,
-                                    n_panels=args.n_panels, height=args.strip_height)
+                                    n_panels=args.n_panels, height=strip_height(args), seed=args.seed)
             evaluate_strips(gm, ranking, strips, settings, judge, store, shard=shard)
     finish(out, process, title=f"gazeheads eval {args.protocol}",
            settings={**settings.to_dict(), "judge": args.judge, "ranking": args.ranking, "model": args.model})

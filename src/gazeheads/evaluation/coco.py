@@ -24,7 +24,7 @@ from ..regions import Box
 from ..steering import steer
 from .judges import JudgeItem
 from .protocols import protocol, size_class
-from .runner import EvalSettings, condition_plan, record_key, split_generation
+from .runner import EvalSettings, condition_plan, record_key, run_settings, split_generation
 from .store import JsonlStore
 
 
@@ -101,6 +101,7 @@ def evaluate_coco(
     ranking.check_compatible(gm)
     spec = protocol("coco").with_overrides(settings.question, settings.max_new_tokens)
     plan = condition_plan(ranking, settings)
+    store.claim("coco", run_settings(gm, settings, spec, plan, judge))
     by_image: dict[str, list[CocoObject]] = defaultdict(list)
     for obj in objects:
         by_image[obj.image_file].append(obj)

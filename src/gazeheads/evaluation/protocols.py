@@ -14,7 +14,8 @@ class Protocol:
     """How one protocol asks and generates.
 
     `segment_tokens` (dynamic narration) switches the target every that many tokens and
-    judges each segment on its own.
+    judges each segment on its own; such a protocol generates one segment per panel, so
+    its `max_new_tokens` is unused (see :meth:`new_tokens`).
     """
 
     name: str
@@ -31,11 +32,15 @@ class Protocol:
             segment_tokens=(segment_tokens or self.segment_tokens) if self.segment_tokens else None,
         )
 
+    def new_tokens(self, n_panels: int) -> int:
+        """Tokens to generate for a strip of `n_panels` panels."""
+        return self.segment_tokens * n_panels if self.segment_tokens else self.max_new_tokens
+
 
 PROTOCOLS: dict[str, Protocol] = {
     "vqa": Protocol("vqa", prompts.VQA_QUESTION, 15),
     "narration": Protocol("narration", prompts.NARRATION_QUESTION, 100),
-    "dynamic": Protocol("dynamic", prompts.NARRATION_QUESTION, 300, segment_tokens=50),
+    "dynamic": Protocol("dynamic", prompts.NARRATION_QUESTION, 0, segment_tokens=50),
     "coco": Protocol("coco", prompts.SCENE_QUESTION, 15),
 }
 TOPK_DEFAULT = (5, 10, 20, 50, 100, 200)

@@ -57,5 +57,6 @@ def rejudge(run_dir: str | Path, judge, strips: Sequence[Strip], coco: tuple[str
             gen = Generation(record["text"], [], record.get("n_tokens", 0))
             updated.append(static_record(spec, record["condition"], record["k"], strip, record["target"], gen,
                                          baseline["text"], judge))
-    store.rewrite(sorted(updated, key=lambda r: r["key"]))
+    settings = {section: {**saved, "judge": judge.name} for section, saved in store.settings.items()}
+    store.rewrite(sorted(updated, key=lambda r: r["key"]), settings)
     return store

@@ -2,7 +2,8 @@
 
 Each strip's targets are generated as one batch with a per-row bias. Records are keyed
 (protocol, condition, K, strip, target), so a rerun, or a resume after a crash, skips
-what is on disk. Under `accelerate launch`, process r of w takes strips r, r+w, ... and
+what is on disk; the settings that decide the records are saved beside them, and a resume
+with other settings is refused. Under `accelerate launch`, process r of w takes strips r, r+w, ... and
 writes its own shard; the main process merges them.
 """
 
@@ -52,6 +53,9 @@ class EvalSettings:
     strips_per_batch: int = 1
 
     def resolved_protocol(self) -> Protocol:
+        if self.protocol == "dynamic" and self.max_new_tokens is not None:
+            raise GazeheadsError("Dynamic narration generates one segment per panel; max_new_tokens does not apply.",
+                                 "Set the segment length instead (--segment-tokens, default 50).")
         if self.protocol != "topk":
             return protocol(self.protocol).with_overrides(self.question, self.max_new_tokens, self.segment_tokens)
         base = protocol(self.topk_protocol).with_overrides(self.question, self.max_new_tokens, self.segment_tokens)
@@ -84,6 +88,17 @@ def _control(ranking: Ranking, k: int, settings: EvalSettings) -> HeadSet:
     return ranking.random_control(k, seed=settings.seed, percentile=settings.control_percentile)
 
 
+def run_settings(gm: GazeModel, settings: EvalSettings, spec: Protocol, plan, judge) -> dict:
+    """What decides a section's records, saved beside them and compared when a run resumes.
+
+    Head sets are keyed by condition and K, so a resume may add conditions or K values.
+    """
+    return {"model": gm.fingerprint(), "question": spec.question, "max_new_tokens": spec.max_new_tokens,
+            "segment_tokens": spec.segment_tokens, "mode": settings.mode, "strength": settings.strength,
+            "phase": settings.phase, "seed": settings.seed, "judge": getattr(judge, "name", type(judge).__name__),
+            "heads": {f"{condition}@{k}": [list(h) for h in heads] for condition, k, heads in plan}}
+
+
 def record_key(protocol_name: str, condition: str, k: int, strip_id: str, target: object) -> str:
     return f"{protocol_name}|{condition}|k={k}|{strip_id}|{target}"
 
@@ -108,16 +123,18 @@ def _generate(gm: GazeModel, rows: list[tuple[Strip, object]], spec: Protocol, h
     if not settings.batch_targets and len(rows) > 1:
         return [g for row in rows for g in _generate(gm, [row], spec, heads, settings)]
     encoded = gm.encode([strip for strip, _ in rows], [spec.question] * len(rows))
+    new_tokens = spec.new_tokens(max(strip.n_panels for strip, _ in rows))
     if heads is None:
-        ids = gm.generate_ids(encoded, spec.max_new_tokens)
+        ids = gm.generate_ids(encoded, new_tokens)
     else:
         with steer(gm, heads, [target for _, target in rows], encoded, mode=settings.mode,
                    strength=settings.strength, phase=settings.phase):
-            ids = gm.generate_ids(encoded, spec.max_new_tokens)
-    return [split_generation(gm, row, spec) for row in ids]
+            ids = gm.generate_ids(encoded, new_tokens)
+    return [split_generation(gm, row, spec, strip.n_panels) for (strip, _), row in zip(rows, ids)]
 
 
-def split_generation(gm: GazeModel, ids: torch.Tensor, spec: Protocol) -> Generation:
+def split_generation(gm: GazeModel, ids: torch.Tensor, spec: Protocol, n_panels: int = 0) -> Generation:
+    """The answer up to its end token; for a segmented protocol also one text per panel's segment."""
     eos = {gm.tokenizer.eos_token_id, gm.tokenizer.pad_token_id}
     kept = ids.tolist()
     for i, token in enumerate(kept):
@@ -129,7 +146,7 @@ def split_generation(gm: GazeModel, ids: torch.Tensor, spec: Protocol) -> Genera
     if spec.segment_tokens:
         size = spec.segment_tokens
         segments = [gm.decode(torch.tensor([kept[i : i + size]]))[0] if kept[i : i + size] else ""
-                    for i in range(0, spec.max_new_tokens, size)]
+                    for i in range(0, size * n_panels, size)]
     return Generation(text, segments, len(kept))
 
 
@@ -185,6 +202,7 @@ def evaluate_strips(
     ranking.check_compatible(gm)
     spec = settings.resolved_protocol()
     plan = condition_plan(ranking, settings)
+    store.claim(spec.name, run_settings(gm, settings, spec, plan, judge))
     rank, world = shard
     mine = list(strips)[rank::world]
 

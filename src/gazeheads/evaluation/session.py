@@ -54,21 +54,34 @@ def wait_for_everyone() -> None:
         PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
 
 
+def shard_files(run_dir: Path) -> list[Path]:
+    """Every per-process shard in `run_dir`, whatever the number of processes that wrote it."""
+    return sorted(run_dir.glob("generations.rank*-of-*.jsonl"))
+
+
 def open_store(run_dir: Path, process: ProcessInfo, resume: bool) -> JsonlStore:
-    """This process's store; with resume, records already in the merged file count as done."""
+    """This process's store.
+
+    With `resume`, every record already on disk (the merged file and the shards of any
+    earlier number of processes) counts as done, and the run must use the same settings.
+    Without, this process's file (and, on the main process, the merged file and shards of
+    other process counts) is removed first.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     merged = run_dir / "generations.jsonl"
-    if process.count == 1:
-        path = merged
-    else:
-        path = run_dir / f"generations.rank{process.index}-of-{process.count}.jsonl"
+    path = merged if process.count == 1 else run_dir / f"generations.rank{process.index}-of-{process.count}.jsonl"
     if not resume:
-        for stale in [path] + ([merged] if process.is_main else []):
-            if stale.exists():
-                stale.unlink()
+        stale = [path, JsonlStore.settings_path_of(path)]
+        if process.is_main:
+            stale += [merged, JsonlStore.settings_path_of(merged)]
+            stale += [p for p in run_dir.glob("generations.rank*-of-*") if f"-of-{process.count}." not in p.name]
+        for file in stale:
+            file.unlink(missing_ok=True)
     store = JsonlStore(path)
-    if process.count > 1 and resume and merged.exists():
-        store.records.update(JsonlStore(merged).records)
+    if resume:
+        for other in [merged] + shard_files(run_dir):
+            if other != path and other.exists():
+                store.adopt(JsonlStore(other, read_only=True))
     return store
 
 
@@ -81,11 +94,8 @@ def finish(run_dir: Path, process: ProcessInfo, *, title: str, settings: dict, f
     if not process.is_main:
         return None
     merged = run_dir / "generations.jsonl"
-    if process.count > 1:
-        shards = sorted(run_dir.glob(f"generations.rank*-of-{process.count}.jsonl"))
-        store = merge_shards(shards + ([merged] if merged.exists() else []), merged)
-    else:
-        store = JsonlStore(merged)
+    shards = shard_files(run_dir)
+    store = merge_shards(shards, merged) if shards else JsonlStore(merged)
     records = sorted(store, key=lambda r: r["key"])
     rows = summarise(records)
     (run_dir / "summary.json").write_text(json.dumps({"settings": settings, "results": rows}, indent=1))

@@ -63,6 +63,45 @@ def bootstrap_means(values: Sequence[bool | float], n_resamples: int = 10_000, s
     return np.concatenate([draw(min(block, n_resamples - start)) for start in range(0, n_resamples, block)])
 
 
+def cluster_bootstrap_ci(
+    hits: Sequence[bool | float],
+    clusters: Sequence[Any],
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(accuracy, low, high) with whole clusters resampled (seeded percentile bootstrap).
+
+    The N targets of one strip (or the objects of one image, or the segments of one dynamic
+    narration) share the strip and are not independent; resampling single answers would
+    give intervals that are too narrow. Each resample draws clusters with replacement and
+    computes the pooled accuracy sum(hits) / count, which equals the mean of the cluster
+    means when clusters have equal sizes. Empty input gives (nan, nan, nan).
+    """
+    if not 0 < confidence < 1:
+        raise GazeheadsError(f"confidence must lie strictly between 0 and 1, got {confidence}.", "Use e.g. 0.95.")
+    if n_resamples < 1:
+        raise GazeheadsError(f"n_resamples must be at least 1, got {n_resamples}.", "Use e.g. 10000.")
+    x = np.asarray(hits, dtype=np.float64).ravel()
+    if len(clusters) != x.size:
+        raise GazeheadsError(f"{x.size} hits but {len(clusters)} cluster labels.", "Give one cluster label per hit.")
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    _, index = np.unique(np.asarray([str(c) for c in clusters]), return_inverse=True)
+    sums = np.bincount(index, weights=x)
+    sizes = np.bincount(index).astype(np.float64)
+    n_clusters = sizes.size
+    rng = np.random.default_rng(seed)
+    block = max(1, _BLOCK // n_clusters)
+    accuracies = []
+    for start in range(0, n_resamples, block):
+        weights = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=min(block, n_resamples - start))
+        accuracies.append((weights @ sums) / (weights @ sizes))
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(np.concatenate(accuracies), [tail, 100 - tail])
+    return float(x.mean()), float(low), float(high)
+
+
 def _sort_key(value: Any) -> tuple:
     if value is None:
         return (2, "")
@@ -82,9 +121,11 @@ def accuracy_table(
     """One row per group of records: accuracy, bootstrap interval, junk rate, chance.
 
     Records are dicts with `hit` (bool, or a fraction for multi-segment records), and
-    optionally `junk`, `n_panels` and the `by` keys (e.g. condition, target, size_class);
-    records without `hit` (baselines) are skipped. Chance is 1/n_panels where records give
-    n_panels, else None (e.g. COCO, where the control condition is the reference).
+    optionally `junk`, `n_panels`, `strip` and the `by` keys (e.g. condition, target,
+    size_class); records without `hit` (baselines) are skipped. Records that name their
+    `strip` (or image) are resampled strip by strip (:func:`cluster_bootstrap_ci`). Chance is
+    1/n_panels where records give n_panels, else None (e.g. COCO, where the control
+    condition is the reference).
     """
     groups: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
@@ -93,7 +134,11 @@ def accuracy_table(
     rows = []
     for group_key in sorted(groups, key=lambda g: tuple(_sort_key(v) for v in g)):
         group = groups[group_key]
-        mean, low, high = bootstrap_ci([float(r["hit"]) for r in group], n_resamples, confidence, seed)
+        hits = [float(r["hit"]) for r in group]
+        if all("strip" in r for r in group):
+            mean, low, high = cluster_bootstrap_ci(hits, [r["strip"] for r in group], n_resamples, confidence, seed)
+        else:
+            mean, low, high = bootstrap_ci(hits, n_resamples, confidence, seed)
         panels = [r["n_panels"] for r in group if r.get("n_panels")]
         rows.append({
             **dict(zip(by, group_key)),

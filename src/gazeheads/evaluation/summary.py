@@ -8,21 +8,35 @@ from typing import Iterable
 
 import numpy as np
 
-from .stats import bootstrap_ci
+from .stats import cluster_bootstrap_ci
 
 
-def _acc(hits: list[float], seed: int) -> dict:
-    mean, low, high = bootstrap_ci(hits, seed=seed)
-    return {"n": len(hits), "accuracy": mean, "ci_low": low, "ci_high": high}
+def _acc(hits: list[float], clusters: list[str], seed: int) -> dict:
+    mean, low, high = cluster_bootstrap_ci(hits, clusters, seed=seed)
+    return {"n": len(hits), "n_clusters": len(set(clusters)), "accuracy": mean, "ci_low": low, "ci_high": high}
+
+
+def _cluster(record: dict) -> str:
+    """The unit a bootstrap resamples: the record's strip (image), else the record itself."""
+    return str(record.get("strip", record.get("key", id(record))))
 
 
 def summarise(records: Iterable[dict], *, seed: int = 0) -> list[dict]:
     """One row per (protocol, condition, K[, size class]); baselines and untargetable objects excluded.
 
-    Box steering (COCO) also gets a pooled row per condition with size class "all".
+    Intervals resample whole strips (images for box steering): a strip's targets, and a
+    dynamic narration's segments, are not independent. Box steering also gets a pooled row
+    per condition with size class "all", and counts the objects no token could target.
+    A dynamic narration whose judged panels are constant (or all junk) has no rank
+    correlation; it counts as Spearman 0 (no association), and `spearman_undefined` says
+    how many did, so a control that never moves is not scored on its lucky strips alone.
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
+    untargetable: dict[tuple, int] = defaultdict(int)
     for record in records:
+        if record.get("untargetable"):
+            untargetable[(record["protocol"], record["condition"], record["k"], record.get("size_class"))] += 1
+            untargetable[(record["protocol"], record["condition"], record["k"], "all")] += 1
         if record["condition"] == "baseline" or record.get("untargetable"):
             continue
         key = (record["protocol"], record["condition"], record["k"], record.get("size_class"))
@@ -36,15 +50,18 @@ def summarise(records: Iterable[dict], *, seed: int = 0) -> list[dict]:
             row["size_class"] = size
         if protocol == "dynamic":
             hits = [float(h) for r in group for h in r["segment_hits"]]
-            rhos = [r["spearman"] for r in group if r["spearman"] is not None and not math.isnan(r["spearman"])]
-            row.update(_acc(hits, seed))
-            row.update(n_strips=len(group), spearman_mean=float(np.mean(rhos)) if rhos else float("nan"),
-                       spearman_std=float(np.std(rhos)) if rhos else float("nan"), spearman_n=len(rhos))
+            row.update(_acc(hits, [_cluster(r) for r in group for _ in r["segment_hits"]], seed))
+            undefined = [r["spearman"] is None or math.isnan(r["spearman"]) for r in group]
+            rhos = [0.0 if bad else r["spearman"] for r, bad in zip(group, undefined)]
+            row.update(n_strips=len(group), spearman_mean=float(np.mean(rhos)), spearman_std=float(np.std(rhos)),
+                       spearman_n=len(rhos), spearman_undefined=int(sum(undefined)))
             row["junk_rate"] = float(np.mean([v["junk"] for r in group for v in r["verdicts"]]))
             row["chance"] = 1.0 / group[0]["n_panels"]
         else:
-            row.update(_acc([float(r["hit"]) for r in group], seed))
+            row.update(_acc([float(r["hit"]) for r in group], [_cluster(r) for r in group], seed))
             row["junk_rate"] = float(np.mean([bool(r["junk"]) for r in group]))
+            if size is not None:
+                row["untargetable"] = untargetable.get((protocol, condition, k, size), 0)
             if protocol != "coco":
                 row["chance"] = 1.0 / group[0]["n_panels"]
                 per_panel = defaultdict(list)
