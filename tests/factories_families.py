@@ -162,8 +162,11 @@ def make_internvl(*, layers=2, heads=4, kv_heads=2, seed=0, attn="sdpa", tile=32
     return model, processor
 
 
-def make_gemma3(*, layers=2, heads=4, kv_heads=2, seed=0, attn="sdpa", size=32, pan_and_scan=False):
-    """Gemma 3: SigLIP patch 4 at `size` px, pooled 2x2 to 4x4 = 16 tokens; optional pan-and-scan crops."""
+def make_gemma3(*, layers=2, heads=4, kv_heads=2, seed=0, attn="sdpa", size=32, pan_and_scan=False,
+                sliding_window=4096, layer_types=None):
+    """Gemma 3: SigLIP patch 4 at `size` px, pooled 2x2 to 4x4 = 16 tokens; optional pan-and-scan crops.
+
+    A `sliding_window` shorter than the prompt makes the sliding layers' cache drop keys."""
     import transformers as tf
 
     named = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
@@ -171,7 +174,8 @@ def make_gemma3(*, layers=2, heads=4, kv_heads=2, seed=0, attn="sdpa", size=32, 
     torch.manual_seed(seed)
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                   image_size=size, patch_size=4)
-    text = _text(len(tokenizer), layers, heads, kv_heads, query_pre_attn_scalar=16, sliding_window=4096,
+    text = _text(len(tokenizer), layers, heads, kv_heads, query_pre_attn_scalar=16, sliding_window=sliding_window,
+                 layer_types=layer_types,
                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                  eos_token_id=tokenizer.eos_token_id)
     config = tf.Gemma3Config(vision_config=tf.SiglipVisionConfig(**vision), text_config=tf.Gemma3TextConfig(**text),

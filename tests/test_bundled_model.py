@@ -89,7 +89,7 @@ def test_every_protocol_runs_on_the_bundled_model(bundled, tmp_path):
         EvalSettings(protocol="narration", max_new_tokens=4, **common),
         EvalSettings(protocol="vqa", max_new_tokens=4, **common),
         EvalSettings(protocol="dynamic", question="Narrate this comic strip panel by panel.", segment_tokens=3,
-                     max_new_tokens=18, **common),
+                     **common),
         EvalSettings(protocol="topk", topk=(2, 4), max_new_tokens=4, **common),
     ]
     for settings in runs:

@@ -107,3 +107,20 @@ def test_mask_forms_give_the_same_capture(kind):
     full = full.masked_fill(~causal, float("-inf")).softmax(-1)
     expected = torch.stack([full[0, :, 2], full[1, :, 4]])
     assert (got - expected).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_bias_beyond_the_dtype_range_saturates_instead_of_overflowing(dtype):
+    """+-1e5 does not fit in fp16 (max 65504): the mask is clamped, not turned into inf/NaN."""
+    import types
+
+    torch.manual_seed(0)
+    module = types.SimpleNamespace(num_key_value_groups=2, is_causal=True, layer_idx=0)
+    q, k, v = torch.randn(1, 2, 1, 16), torch.randn(1, 1, 40, 16), torch.randn(1, 1, 40, 16)
+    values = torch.zeros(1, 1, 1, 40)
+    values[..., 5:10], values[..., 10:] = 1e5, -1e5
+    bias = hook.HeadBias(torch.tensor([0]), values)
+    exact = hook._biased_sdpa(module, q, k, v, None, None, bias, 0.25, 0.0)
+    low = hook._biased_sdpa(module, q.to(dtype), k.to(dtype), v.to(dtype), None, None, bias, 0.25, 0.0)
+    assert torch.isfinite(low).all()
+    assert (low.float() - exact).abs().max() <= 0.03

@@ -154,6 +154,15 @@ def test_targets_must_match_the_batch(strip):
             pass
 
 
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), 0.0, -5.0])
+def test_a_strength_that_is_not_a_positive_number_is_refused(strip, strength):
+    gm, _ = model_pair("qwen3_vl")
+    encoded = gm.encode(strip, prompts.NARRATION_QUESTION)
+    with pytest.raises(gh.GazeheadsError, match="positive finite number"):
+        with gh.steer(gm, HeadSet.of([(0, 0)], gm.shape), gh.Panel(1), encoded, strength=strength):
+            pass
+
+
 def test_region_without_image_tokens_is_a_clear_error(strip):
     gm, _ = model_pair("qwen3_vl")
     encoded = gm.encode(strip, prompts.NARRATION_QUESTION)
@@ -231,3 +240,53 @@ def test_decode_phase_batches_prefill_the_shared_prompt_once(family, strip):
         handle.remove()
     assert torch.equal(shared, full)
     assert len({tuple(row.tolist()) for row in shared}) > 1  # the targets made the rows differ
+
+
+def test_sliding_window_layers_keep_their_positions_when_the_cache_drops_keys():
+    """Gemma 3's sliding layers hand attention only the last W keys once the sequence is longer.
+
+    Steering and tracking must place the bias and the attention by absolute position: the
+    same generation with a cache that keeps every key (the window then lives in the mask
+    alone) is the reference.
+    """
+    from transformers import DynamicCache
+
+    from factories_families import make_gemma3
+
+    model, processor = make_gemma3(seed=1, sliding_window=24, layer_types=["sliding_attention", "full_attention"])
+    gm = gh.GazeModel(model, processor)
+    enc = gm.encode(draw_strip(widths=(64, 64)), prompts.VQA_QUESTION)
+    assert enc.prompt_len > 24
+    heads = HeadSet.of([(0, 1), (0, 3), (1, 0)], gm.shape)
+
+    def run(cache):
+        with gh.steer(gm, heads, gh.Panel(2), enc), gh.track(gm, heads, enc) as tracker, torch.inference_mode():
+            out = gm.model.generate(**enc.inputs, max_new_tokens=5, do_sample=False, output_logits=True,
+                                    return_dict_in_generate=True, past_key_values=cache,
+                                    pad_token_id=gm.tokenizer.pad_token_id)
+        return out, tracker.trace()
+
+    windowed, windowed_trace = run(DynamicCache(config=model.config.text_config))
+    assert windowed.past_key_values.layers[0].keys.shape[-2] < windowed.sequences.shape[1] - 1  # keys were dropped
+    full, full_trace = run(DynamicCache())
+    assert torch.equal(windowed.sequences, full.sequences)
+    assert max((a - b).abs().max().item() for a, b in zip(windowed.logits, full.logits)) <= 1e-5
+    assert abs(windowed_trace.raw - full_trace.raw).max() <= 1e-6
+    with gh.steer(gm, heads, gh.Panel(1), enc), torch.inference_mode():  # and the bias still acts
+        other = gm.model.generate(**enc.inputs, max_new_tokens=5, do_sample=False, output_logits=True,
+                                  return_dict_in_generate=True, pad_token_id=gm.tokenizer.pad_token_id)
+    assert (other.logits[0] - windowed.logits[0]).abs().max() > 1e-3
+
+
+def test_sliding_window_discovery_shares_the_prefix_exactly():
+    from factories_families import make_gemma3
+
+    from gazeheads import discovery
+
+    model, processor = make_gemma3(seed=1, sliding_window=30, layer_types=["sliding_attention", "full_attention"])
+    gm = gh.GazeModel(model, processor)
+    strip = draw_strip(widths=(64, 64))
+    reference = discovery.strip_matrices_per_question(gm, strip)
+    shared = discovery.strip_matrices(gm, strip)
+    assert reference[0].max() > 0.01  # the sliding layer still sees image keys from the last prompt token
+    assert abs(shared - reference).max() <= 1e-6

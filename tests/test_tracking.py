@@ -26,6 +26,18 @@ def test_tracking_follows_a_steered_schedule(strip):
     assert trace.normalised.max(-1).min() >= 0.99
 
 
+def test_one_region_list_per_row_or_a_clear_error(strip):
+    import pytest
+
+    gm, _ = model_pair("qwen3_vl")
+    encoded = gm.encode([strip, strip], prompts.NARRATION_QUESTION)
+    heads = HeadSet.of([(1, 0)], gm.shape)
+    for lists in ([[gh.Panel(1)]], [[gh.Panel(1)]] * 3):
+        with pytest.raises(gh.GazeheadsError, match=f"{len(lists)} region lists for a batch of 2"):
+            with gh.track(gm, heads, encoded, regions=lists):
+                pass
+
+
 def test_raw_and_value_weighted_masses_match_a_direct_computation(strip):
     gm, _ = model_pair("qwen3_vl")
     encoded = gm.encode(strip, prompts.VQA_QUESTION)

@@ -153,7 +153,8 @@ def strip_matrices(gm: GazeModel, strip: Strip) -> np.ndarray:
 
     recorder = _PanelMassRecorder(_panel_membership(encodings[0], n, prefix), shape.n_layers)
     request = hook.CaptureRequest(frozenset(range(shape.n_layers)), recorder, query_index=query_index)
-    with torch.inference_mode():
+    # The plan is attached from the prefix on so that it counts the keys of sliding-window layers.
+    with torch.inference_mode(), hook.attach_plan(gm.attention_modules()):
         cache = base(**prefix_inputs, use_cache=True).past_key_values
         _share_prefix(cache, n)
         with hook.requesting(gm.attention_modules(), capture=request):

@@ -38,11 +38,15 @@ class BiasSource(Protocol):
         """Float (n_query_heads,) on `device` with 1 on biased heads of `layer`, or None if none."""
 
     def row_bias(self, q_len: int, k_len: int, device: torch.device) -> torch.Tensor | None:
-        """Float32 bias of shape (batch, q_rows, k_len), q_rows 1 or q_len; None when inactive."""
+        """Float32 bias of shape (batch, q_rows, k_len), q_rows 1 or q_len; None when inactive.
+
+        `k_len` counts every key of the sequence so far (a sliding-window layer that holds
+        fewer gets the last columns)."""
 
 
 AttentionCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
-"""Called as ``fn(layer, probs, value)``: probs (batch, query_heads, keys) float32."""
+"""Called as ``fn(layer, probs, value)``: probs (batch, query_heads, keys) float32 over every
+key of the sequence so far (zero outside a sliding window), value (batch, kv_heads, keys, dim)."""
 
 
 @dataclass
@@ -64,9 +68,21 @@ class AttentionPlan:
     captures: list[CaptureRequest] = field(default_factory=list)
     biases: list[BiasSource] = field(default_factory=list)
     users: int = 0
+    keys_seen: dict[int, int] = field(default_factory=dict)
 
     def is_idle(self, layer: int) -> bool:
         return not self.biases and not any(layer in c.layers for c in self.captures)
+
+    def count_keys(self, layer: int, q_len: int, k_len: int) -> int:
+        """How many keys the sequence has at this call of `layer`, including this call's.
+
+        A sliding-window layer's cache hands attention only the last keys of a long sequence,
+        so `k_len` alone would misplace every position; the count is kept per layer from the
+        first forward of a sequence (where keys and queries are the same tokens) on.
+        """
+        total = q_len if k_len == q_len else max(self.keys_seen.get(layer, 0) + q_len, k_len)
+        self.keys_seen[layer] = total
+        return total
 
 
 def _additive_mask(
@@ -95,16 +111,17 @@ class HeadBias:
     values: torch.Tensor  # (batch, steered, q_rows, keys) float32, q_rows 1 or q_len
 
 
-def _layer_bias(plan: AttentionPlan, layer: int, q_len: int, k_len: int, device) -> HeadBias | None:
-    """Sum of all bias sources for `layer`, kept only for the heads that have one."""
+def _layer_bias(plan: AttentionPlan, layer: int, q_len: int, k_len: int, total: int, device) -> HeadBias | None:
+    """Sum of all bias sources for `layer` over its `k_len` keys (the last of `total`), kept
+    only for the heads that have one."""
     parts = []
     for source in plan.biases:
         heads = source.head_mask(layer, device)
         if heads is None:
             continue
-        rows = source.row_bias(q_len, k_len, device)
+        rows = source.row_bias(q_len, total, device)
         if rows is not None:
-            parts.append((heads, rows))
+            parts.append((heads, rows[..., total - k_len :]))
     if not parts:
         return None
     steered = torch.stack([h for h, _ in parts]).sum(0).nonzero().flatten()
@@ -120,8 +137,8 @@ def _biased_sdpa(module, query, key, value, attention_mask, base_mask, bias: Hea
     n_heads = query.shape[1]
     n_rep = n_heads // key.shape[1]
     steered = bias.heads
-    low = torch.finfo(query.dtype).min
-    mask = bias.values.clamp(min=low) if base_mask is None else (base_mask + bias.values).clamp_(min=low)
+    low, high = torch.finfo(query.dtype).min, torch.finfo(query.dtype).max  # fp16 tops out at 65504
+    mask = bias.values.clamp(low, high) if base_mask is None else (base_mask + bias.values).clamp_(low, high)
     mask = mask.to(query.dtype)
     kv_index = steered // n_rep
     out_steered = torch.nn.functional.scaled_dot_product_attention(
@@ -171,13 +188,18 @@ def gaze_attention_forward(
     """The registered attention function (signature of transformers' attention interface)."""
     plan: AttentionPlan | None = getattr(module, _PLAN_ATTR, None)
     layer = getattr(module, "layer_idx", None)
-    if plan is None or layer is None or plan.is_idle(layer):
+    if plan is None or layer is None:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     q_len, k_len = query.shape[2], key.shape[2]
+    total = plan.count_keys(layer, q_len, k_len)
+    if plan.is_idle(layer):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     scaling = scaling if scaling is not None else 1.0 / math.sqrt(query.shape[-1])
-    bias = _layer_bias(plan, layer, q_len, k_len, query.device)
+    bias = _layer_bias(plan, layer, q_len, k_len, total, query.device)
     captures = [c for c in plan.captures if layer in c.layers]
     base_mask = _additive_mask(attention_mask, q_len, k_len, query.device) if (bias is not None or captures) else None
     if bias is None:
@@ -188,6 +210,9 @@ def gaze_attention_forward(
         output = _biased_sdpa(module, query, key, value, attention_mask, base_mask, bias, scaling, dropout, **kwargs)
     for capture in captures:
         probs = _captured_rows(query, key, base_mask, bias, scaling, capture.query_index)
+        if total > k_len:  # a sliding window: the keys before it got no attention
+            probs = torch.nn.functional.pad(probs, (total - k_len, 0))
+            value = torch.nn.functional.pad(value, (0, 0, total - k_len, 0))
         capture.callback(layer, probs, value)
     return output, None
 

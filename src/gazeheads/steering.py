@@ -14,6 +14,7 @@ the tokens not generated yet (the browser demo follows the cursor this way).
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from typing import Iterator, Sequence
 
@@ -87,6 +88,9 @@ class Steering:
             raise GazeheadsError(f"Unknown steering mode {mode!r}.", f"Use one of {', '.join(MODES)}.")
         if phase not in PHASES:
             raise GazeheadsError(f"Unknown steering phase {phase!r}.", f"Use one of {', '.join(PHASES)}.")
+        if not (math.isfinite(strength) and strength > 0):
+            raise GazeheadsError(f"Steering strength must be a positive finite number, got {strength}.",
+                                 f"Use e.g. the paper's {DEFAULT_STRENGTH:g}.")
         if isinstance(targets, (Panel, Box, Schedule, torch.Tensor)):
             targets = [targets] * encoded.batch_size
         targets = list(targets)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import hook
+from .errors import GazeheadsError
 from .heads import HeadSet
 from .model import Encoded, GazeModel
 from .regions import Region
@@ -76,6 +77,9 @@ class Tracker:
             per_row = [g.default_regions() for g in encoded.geometries]
         elif regions and isinstance(regions[0], (list, tuple)):
             per_row = [list(r) for r in regions]
+            if len(per_row) != batch:
+                raise GazeheadsError(f"{len(per_row)} region lists for a batch of {batch} prompts.",
+                                     "Give one list of regions per batch row, or one flat list for every row.")
         else:
             per_row = [list(regions)] * batch
         if len({len(r) for r in per_row}) != 1:

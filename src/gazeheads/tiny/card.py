@@ -59,7 +59,7 @@ def steering_section(run_dir: Path) -> str:
         SECTION,
         "",
         f"`gazeheads run` on this model (held-out strips and scenes; ground-truth judge; greedy decoding; "
-        f"bias B = 10000, mode boost_suppress, prefill and decode). 95% bootstrap intervals in brackets.",
+        f"bias B = 10000, mode boost_suppress, prefill and decode). 95% bootstrap intervals (whole strips, or scenes, resampled) in brackets.",
         "",
         f"* **Discovery** (DESIGN.md section 2) on {settings['discover_strips']} strips (seeds 300000..): "
         f"top-10 heads by gaze score: {top}.",
@@ -81,8 +81,10 @@ def steering_section(run_dir: Path) -> str:
             if row is not None:
                 cell += f", junk {100 * row['junk_rate']:.1f}%"
                 if protocol == "dynamic":
-                    rho = row["spearman_mean"]
-                    cell += f", Spearman {rho:.2f}" if rho == rho else ", Spearman n/a (no panel named)"
+                    cell += f", Spearman {row['spearman_mean']:.2f}"
+                    undefined = row.get("spearman_undefined", 0)
+                    if undefined:
+                        cell += f" ({undefined} of {row['spearman_n']} strips undefined, counted as 0)"
             cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     sizes = [s for s in ("all", "small", "medium", "large") if _find(rows, "coco", "gaze", s)]
