@@ -268,3 +268,13 @@ def test_dynamic_narration_generates_one_segment_per_panel(saved, tmp_path):
     assert len(steered[0]["verdicts"]) == 6
     with pytest.raises(gh.GazeheadsError, match="segment per panel"):
         EvalSettings(protocol="dynamic", max_new_tokens=100).resolved_protocol()
+
+
+def test_records_without_saved_settings_cannot_be_resumed(tmp_path):
+    from gazeheads.evaluation.store import SettingsMismatch
+
+    store = JsonlStore(tmp_path / "generations.jsonl")
+    store.add([{"key": "vqa|gaze|k=2|s|1"}])  # as written before settings were saved beside records
+    with pytest.raises(SettingsMismatch, match="no record of the settings"):
+        store.claim("vqa", {"seed": 0})
+    store.claim("narration", {"seed": 0})  # a section with no records yet starts its settings

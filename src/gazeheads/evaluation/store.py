@@ -78,6 +78,10 @@ class JsonlStore:
         JSON-serialisable; values are compared after a JSON round trip.
         """
         settings = json.loads(json.dumps(settings))
+        if section not in self.settings and any(key.startswith(f"{section}|") for key in self.records):
+            raise SettingsMismatch(f"{self.path} holds {section} records but no record of the settings they were "
+                                   "made with (an older gazeheads wrote them), so a resume cannot be checked.",
+                                   RESUME_FIX)
         saved = self.settings.get(section, {})
         changed, merged = [], dict(saved)
         for key, value in settings.items():
@@ -99,9 +103,9 @@ class JsonlStore:
 
     def adopt(self, other: "JsonlStore") -> None:
         """Count `other`'s records and settings as done here (resuming from another file)."""
-        self.records.update(other.records)
         for section, settings in other.settings.items():
             self.claim(section, settings)
+        self.records.update(other.records)
 
     def _write_settings(self) -> None:
         _atomic_write(self.settings_path, json.dumps(self.settings, indent=1, sort_keys=True) + "\n")
