@@ -172,3 +172,20 @@ def test_without_steering_gives_the_baseline(page, demo):
     question, n_tokens = page.input_value("#question"), int(page.input_value("#max-tokens"))
     expected = gm.generate(gm.encode(make_strip(seed), question), n_tokens)[0]
     assert text.strip() == expected, "the baseline differs from plain generation"
+
+
+def test_switching_image_mid_generation_leaves_the_old_answer_behind(page):
+    first = page.input_value("#image-select")
+    meta = page.evaluate("id => fetch('/api/images/' + id).then(r => r.json())", first)
+    page.fill("#delay", "400")  # slow tokens: the switch lands mid-answer
+    page.mouse.move(*_panel_centre(page, meta, 2))
+    page.click("#generate")
+    page.wait_for_selector('body[data-state="running"]')
+    options = page.eval_on_selector_all("#image-select option", "os => os.map(o => o.value)")
+    other = next(o for o in options if o != first)
+    page.select_option("#image-select", other)
+    page.wait_for_selector('body[data-state="idle"]')
+    assert page.is_disabled("#stop") and page.is_enabled("#generate")
+    page.wait_for_timeout(1200)  # the old stream would have delivered tokens by now
+    assert _tokens(page) == [], "tokens of the abandoned generation reached the new image's answer"
+    assert page.get_attribute("body", "data-state") == "idle"

@@ -240,14 +240,23 @@ class ImageGeometry:
             mask = (xs >= x0) & (xs < x1)
         else:
             mask = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
-        width, height = self.image_size
-        mask &= (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)  # padding cells belong to no region
-        if bool(mask.any()) and len(self.views) > 1:
-            mask = self._fill_views(mask, (x0, y0, x1, y1))
-        return mask
+        mask &= self.in_image()  # padding cells belong to no region
+        return self.fill_views(mask, (x0, y0, x1, y1))
 
-    def _fill_views(self, mask: torch.Tensor, rect: PixelBox) -> torch.Tensor:
-        """Give every view that shows most of `rect` but owns none of its cells the cell overlapping it most."""
+    def in_image(self) -> torch.Tensor:
+        """Boolean (n_tokens,): cells whose centre lies on the image (not on the processor's padding)."""
+        xs, ys = self.cell_centres()
+        width, height = self.image_size
+        return (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+
+    def fill_views(self, mask: torch.Tensor, rect: PixelBox) -> torch.Tensor:
+        """Give every view that shows most of `rect` but owns none of its cells the cell overlapping it most.
+
+        A region smaller than a coarse view's cells (a thumbnail, a base view) otherwise owns
+        no token there; `mask` is returned unchanged when empty or for single-view images.
+        """
+        if not bool(mask.any()) or len(self.views) < 2:
+            return mask
         width, height = self.image_size
         target = _intersect(rect, (0.0, 0.0, float(width), float(height)))
         if target is None:

@@ -1,9 +1,11 @@
 """What the cursor points at, as image tokens: spotlight circles, dragged boxes, panels.
 
 Everything is in pixels of the image as shown (the stitched strip or the uploaded image).
-A circle or box owns the image tokens whose cell centre lies inside it, the same rule as
-`ImageGeometry.cell_mask` for boxes; when it contains no centre it owns the one cell
-nearest its centre, so a small spotlight still steers somewhere.
+Boxes and panels own the cells `ImageGeometry.cell_mask` gives them; a circle owns the cells
+whose centre lies inside it and on the image (never the processor's padding), plus, like a
+box, a cell of each coarse view (thumbnail, base view) that shows it. A circle or box that
+contains no centre owns the one on-image cell nearest its centre, so a small spotlight still
+steers somewhere.
 """
 
 from __future__ import annotations
@@ -46,12 +48,13 @@ def _check_inside(geometry: ImageGeometry, x: float, y: float, what: str) -> Non
                           "Point inside the image.")
 
 
-def _or_nearest(mask: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, x: float, y: float) -> torch.Tensor:
+def _or_nearest(geometry: ImageGeometry, mask: torch.Tensor, x: float, y: float) -> torch.Tensor:
     if bool(mask.any()):
         return mask
-    nearest = int(((xs - x) ** 2 + (ys - y) ** 2).argmin())
+    xs, ys = _centres(geometry)
+    distance = ((xs - x) ** 2 + (ys - y) ** 2).masked_fill(~geometry.in_image(), float("inf"))
     mask = torch.zeros_like(mask)
-    mask[nearest] = True
+    mask[int(distance.argmin())] = True
     return mask
 
 
@@ -60,15 +63,15 @@ def cells_of(geometry: ImageGeometry, target: Circle | Box) -> torch.Tensor:
     xs, ys = _centres(geometry)
     if isinstance(target, Circle):
         _check_inside(geometry, target.x, target.y, "spotlight")
-        mask = (xs - target.x) ** 2 + (ys - target.y) ** 2 <= target.r**2
-        return _or_nearest(mask, xs, ys, target.x, target.y)
+        inside = ((xs - target.x) ** 2 + (ys - target.y) ** 2 <= target.r**2) & geometry.in_image()
+        rect = (target.x - target.r, target.y - target.r, target.x + target.r, target.y + target.r)
+        return _or_nearest(geometry, geometry.fill_views(inside, rect), target.x, target.y)
     if isinstance(target, Box):
         cx, cy = (target.x0 + target.x1) / 2, (target.y0 + target.y1) / 2
         width, height = geometry.image_size
         if target.x1 <= 0 or target.y1 <= 0 or target.x0 >= width or target.y0 >= height:
             raise RegionError(f"{target} lies outside the {width}x{height} px image.", "Drag the box over the image.")
-        mask = (xs >= target.x0) & (xs < target.x1) & (ys >= target.y0) & (ys < target.y1)
-        return _or_nearest(mask, xs, ys, min(max(cx, 0), width), min(max(cy, 0), height))
+        return _or_nearest(geometry, geometry.cell_mask(target), min(max(cx, 0), width), min(max(cy, 0), height))
     raise RegionError(f"Not a spotlight or box: {target!r}", "Use Circle(x, y, r) or Box(x0, y0, x1, y1).")
 
 
@@ -95,19 +98,16 @@ def tint_regions(geometry: ImageGeometry) -> list[tuple[str, Region]]:
 
 
 def region_membership(geometry: ImageGeometry, regions: list[tuple[str, Region]]) -> tuple[list, torch.Tensor]:
-    """The regions that own at least one token, and their (regions, image tokens) 0/1 membership."""
-    xs, ys = _centres(geometry)
+    """The regions that own at least one token, and their (regions, image tokens) 0/1 membership
+    (`ImageGeometry.cell_mask`, the rule steering and tracking use)."""
+    _centres(geometry)  # a clear error for layouts without per-token centres
     kept, rows = [], []
     for name, region in regions:
-        if isinstance(region, Panel):
-            x0, x1 = geometry.panel_span(region)
-            mask = (xs >= x0) & (xs < x1)
-        else:
-            mask = (xs >= region.x0) & (xs < region.x1) & (ys >= region.y0) & (ys < region.y1)
+        mask = geometry.cell_mask(region)
         if bool(mask.any()):
             kept.append((name, region))
             rows.append(mask)
-    membership = torch.stack(rows).float() if rows else torch.zeros(0, xs.numel())
+    membership = torch.stack(rows).float() if rows else torch.zeros(0, geometry.positions.numel())
     return kept, membership
 
 

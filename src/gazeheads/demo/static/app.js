@@ -64,6 +64,11 @@ async function loadImages(selectId) {
 }
 
 async function showImage(id) {
+  // A generation of the previous image must not steer, colour or write into this one.
+  stop();
+  state.generation = null;
+  ui.generate.disabled = ui.baseline.disabled = false;
+  ui.stop.disabled = true;
   setState("loading", "loading the image…");
   const meta = await api(`/api/images/${encodeURIComponent(id)}`);
   await new Promise((resolve, reject) => {
@@ -308,6 +313,7 @@ function addToken(event) {
 }
 
 function handleEvent(event, generation) {
+  if (state.generation !== generation) return;  // a generation left behind by an image switch
   switch (event.type) {
     case "queued":
       generation.id = event.generation_id;
@@ -387,14 +393,17 @@ async function generate(steer) {
         }
       }
     }
-    if (!generation.finished) setState("done", "stopped");
+    if (!generation.finished && state.generation === generation) setState("done", "stopped");
   } catch (error) {
+    if (state.generation !== generation) return;  // abandoned by an image switch: the page has moved on
     if (error.name === "AbortError") setState("done", "stopped");
     else setState("error", `error: ${error.message}`);
   } finally {
-    if (state.generation === generation) state.generation = null;
-    ui.generate.disabled = ui.baseline.disabled = false;
-    ui.stop.disabled = true;
+    if (state.generation === generation) {
+      state.generation = null;
+      ui.generate.disabled = ui.baseline.disabled = false;
+      ui.stop.disabled = true;
+    }
   }
 }
 
