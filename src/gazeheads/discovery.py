@@ -13,6 +13,7 @@ the N question suffixes run as one batch on a copy of its KV cache.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -169,10 +170,8 @@ def _strip_key(index: int, strip: Strip) -> str:
 
 def _open_checkpoint(folder: Path, gm: GazeModel, n_panels: int) -> None:
     """Make `folder` a checkpoint of this model and these prompts, or refuse one of another."""
-    import json
-
     folder.mkdir(parents=True, exist_ok=True)
-    identity = {"model": gm.fingerprint(), "shape": list(gm.shape.__dict__.values()),
+    identity = {"model": gm.fingerprint(),  # hashes every parameter's name and shape, so the head shape too
                 "prompts": [prompts.discovery_question(k, n_panels) for k in range(1, n_panels + 1)]}
     meta = folder / "checkpoint.json"
     if meta.exists():

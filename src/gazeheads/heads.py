@@ -107,12 +107,13 @@ def random_control_heads(
                 f"fewer than the K={k} random control heads asked for.",
                 "Lower K, raise the control percentile (e.g. percentile=50 for small models), or allow widening.",
             )
+        asked = len(pool)
         threshold = float(np.sort(flat[outside])[k - 1])
         pool = outside[flat[outside] <= threshold]
         used = 100.0 * float(np.mean(flat <= threshold))
-        warnings.warn(f"Only {int(np.sum(flat[outside] <= np.percentile(flat, percentile)))} heads outside the top-{k} "
-                      f"score at or below the {percentile:g}th percentile; random control heads are drawn from the "
-                      f"{len(pool)} at or below the {used:.1f}th instead.", stacklevel=2)
+        warnings.warn(f"Only {asked} heads outside the top-{k} score at or below the {percentile:g}th percentile; "
+                      f"random control heads are drawn from the {len(pool)} at or below the {used:.1f}th instead.",
+                      stacklevel=2)
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(pool, size=k, replace=False).tolist())
     name = f"random non-gaze {k}" + (f" (<= {used:.1f}th percentile)" if used != percentile else "")

@@ -188,13 +188,10 @@ def gaze_attention_forward(
     """The registered attention function (signature of transformers' attention interface)."""
     plan: AttentionPlan | None = getattr(module, _PLAN_ATTR, None)
     layer = getattr(module, "layer_idx", None)
-    if plan is None or layer is None:
-        return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
-        )
     q_len, k_len = query.shape[2], key.shape[2]
-    total = plan.count_keys(layer, q_len, k_len)
-    if plan.is_idle(layer):
+    attached = plan is not None and layer is not None
+    total = plan.count_keys(layer, q_len, k_len) if attached else k_len  # counted on idle layers too
+    if not attached or plan.is_idle(layer):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )

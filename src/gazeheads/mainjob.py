@@ -8,6 +8,7 @@ runs/<name>/ with the ranking, every generation, aggregates and report.html.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,15 @@ def bundled_layout(model_path: Path | None) -> dict:
     return json.loads(meta.read_text()).get("layout", {}) if meta.exists() else {}
 
 
+def model_layout(model: str | None) -> dict:
+    """The layout of `--model`: the bundled model's when None, a local folder's, else {}."""
+    from .assets import bundled_model_path
+
+    if model is None:
+        return bundled_layout(bundled_model_path())
+    return bundled_layout(Path(model)) if Path(str(model)).is_dir() else {}
+
+
 def plan_for(args, layout: dict) -> RunPlan:
     if layout:  # the bundled model: short synthetic answers
         quick = args.quick
@@ -60,7 +70,6 @@ def plan_for(args, layout: dict) -> RunPlan:
 
 
 def run_main_job(args) -> int:
-    from .assets import bundled_model_path
     from .cli import _load_model
     from .heads import default_k
     from .discovery import discover
@@ -70,12 +79,12 @@ def run_main_job(args) -> int:
     from .evaluation.session import ProcessInfo, finish, open_store
 
     started = time.time()
-    bundled = args.model is None
-    layout = bundled_layout(bundled_model_path() if bundled else args.model if Path(str(args.model)).is_dir() else None)
+    layout = model_layout(args.model)
     plan = plan_for(args, layout)
     out = Path(args.out_root) / (args.name or ("quick" if args.quick else "main"))
-    if getattr(args, "restart", False):
-        _clear_run(out)
+    restart = getattr(args, "restart", False)
+    if restart:  # the generations go when the store opens without resume
+        shutil.rmtree(out / "discovery-checkpoint", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     gm = _load_model(args)
     height = args.strip_height or layout.get("strip_height") or 256
@@ -104,7 +113,7 @@ def run_main_job(args) -> int:
     # 2. steering protocols with the ground-truth judge
     judge = make_judge(args.judge)
     judge.check_ready()
-    store = open_store(out, ProcessInfo(), resume=True)
+    store = open_store(out, ProcessInfo(), resume=not restart)
     common = dict(k=k, control_percentile=percentile, seed=args.seed, strips_per_batch=plan.strips_per_batch)
     protocols = [
         EvalSettings(protocol="narration", max_new_tokens=plan.max_new_tokens, **common),
@@ -130,15 +139,6 @@ def run_main_job(args) -> int:
                             "scenes": plan.scenes, "judge": args.judge})
     print(f"done in {time.time() - started:.0f} s: {out / 'report.html'}")
     return 0 if rows is not None else 1
-
-
-def _clear_run(out: Path) -> None:
-    """Remove what a resumed run would reuse: generations, their settings, the discovery checkpoint."""
-    import shutil
-
-    for path in list(out.glob("generations*.jsonl")) + list(out.glob("generations*.settings.json")):
-        path.unlink()
-    shutil.rmtree(out / "discovery-checkpoint", ignore_errors=True)
 
 
 def _scenes(gm, ranking, out: Path, plan: RunPlan, store, judge, common: dict) -> None:

@@ -102,13 +102,9 @@ def resolve_strips(spec: str | None, *, bundled: bool, n: int, n_panels: int, he
 
 def strip_height(args) -> int | None:
     """--strip-height, else the height the model's layout file asks for (the bundled model: 64 px)."""
-    from ..assets import bundled_model_path
-    from ..mainjob import bundled_layout
+    from ..mainjob import model_layout
 
-    if args.strip_height:
-        return args.strip_height
-    folder = bundled_model_path() if args.model is None else Path(args.model) if Path(args.model).is_dir() else None
-    return bundled_layout(folder).get("strip_height")
+    return args.strip_height or model_layout(args.model).get("strip_height")
 
 
 def cmd_eval(args) -> int:

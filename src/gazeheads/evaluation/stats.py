@@ -23,15 +23,22 @@ def bootstrap_ci(
 
     Empty input gives (nan, nan, nan).
     """
-    if not 0 < confidence < 1:
-        raise GazeheadsError(f"confidence must lie strictly between 0 and 1, got {confidence}.", "Use e.g. 0.95.")
+    _check_confidence(confidence)
     x = np.asarray(hits, dtype=np.float64).ravel()
     if x.size == 0:
         return math.nan, math.nan, math.nan
-    means = bootstrap_means(x, n_resamples, seed)
+    return (float(x.mean()), *_percentile_interval(bootstrap_means(x, n_resamples, seed), confidence))
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise GazeheadsError(f"confidence must lie strictly between 0 and 1, got {confidence}.", "Use e.g. 0.95.")
+
+
+def _percentile_interval(statistics: np.ndarray, confidence: float) -> tuple[float, float]:
     tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(x.mean()), float(low), float(high)
+    low, high = np.percentile(statistics, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def bootstrap_means(values: Sequence[bool | float], n_resamples: int = 10_000, seed: int = 0) -> np.ndarray:
@@ -78,8 +85,7 @@ def cluster_bootstrap_ci(
     computes the pooled accuracy sum(hits) / count, which equals the mean of the cluster
     means when clusters have equal sizes. Empty input gives (nan, nan, nan).
     """
-    if not 0 < confidence < 1:
-        raise GazeheadsError(f"confidence must lie strictly between 0 and 1, got {confidence}.", "Use e.g. 0.95.")
+    _check_confidence(confidence)
     if n_resamples < 1:
         raise GazeheadsError(f"n_resamples must be at least 1, got {n_resamples}.", "Use e.g. 10000.")
     x = np.asarray(hits, dtype=np.float64).ravel()
@@ -97,9 +103,7 @@ def cluster_bootstrap_ci(
     for start in range(0, n_resamples, block):
         weights = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=min(block, n_resamples - start))
         accuracies.append((weights @ sums) / (weights @ sizes))
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(np.concatenate(accuracies), [tail, 100 - tail])
-    return float(x.mean()), float(low), float(high)
+    return (float(x.mean()), *_percentile_interval(np.concatenate(accuracies), confidence))
 
 
 def _sort_key(value: Any) -> tuple:
