@@ -15,6 +15,7 @@ from PIL import Image
 
 import gazeheads as gh
 from gazeheads.data import Strip, stitch
+from gazeheads.layout import StripLayout
 
 from factories import make_qwen
 
@@ -25,7 +26,7 @@ def draw_strip(widths=(64, 96, 64, 32, 64, 128), height=64, seed=0, gap=6) -> St
     """A strip of random-noise panels of the given widths (unequal on purpose)."""
     rng = np.random.default_rng(seed)
     panels = [Image.fromarray(rng.integers(0, 255, (height, w, 3), dtype=np.uint8)) for w in widths]
-    return stitch(panels, height=height, gap=gap, comic_id=f"noise-{seed}")
+    return stitch(panels, StripLayout(height=height, gap=gap, n_panels=len(widths)), comic_id=f"noise-{seed}")
 
 
 @pytest.fixture(scope="session")

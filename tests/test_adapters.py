@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 import gazeheads as gh
+from gazeheads.discovery import strip_matrices, strip_matrices_per_question
 from gazeheads import adapters, hook, prompts
 from gazeheads.heads import HeadSet
 from gazeheads.regions import UnseenPixelsWarning
@@ -254,8 +255,8 @@ def test_gemma3_pan_and_scan_crops_are_views():
     strip = draw_strip(widths=STRIP_WIDTHS, seed=7)
     geometry = gm.encode(strip, prompts.SCENE_QUESTION).geometries[0]
     assert [v.name for v in geometry.views] == ["image", "crop 1", "crop 2", "crop 3"]
-    assert [v.box for v in geometry.views[1:]] == [(0.0, 0.0, 68.0, 64.0), (68.0, 0.0, 136.0, 64.0),
-                                                   (136.0, 0.0, 204.0, 64.0)]
+    assert [v.box for v in geometry.views[1:]] == [(0.0, 0.0, 64.0, 64.0), (64.0, 0.0, 128.0, 64.0),
+                                                   (128.0, 0.0, 192.0, 64.0)]
     for region in (gh.Panel(2), BOX):
         assert prove_region(gm, strip.image, region, panel_boxes=strip.panel_boxes)[0] > 0
 
@@ -348,13 +349,13 @@ def test_bias_moves_exactly_the_chosen_heads_onto_the_target(family):
 def test_discovery_shares_the_prefix_exactly(family, monkeypatch):
     gm, eager = model_pair(family)
     strip = draw_strip(widths=STRIP_WIDTHS, seed=11)
-    separate = gh.strip_matrices_per_question(gm, strip)
+    separate = strip_matrices_per_question(gm, strip)
 
     def no_fallback(*args):
         raise AssertionError("strip_matrices fell back to one forward per question")
 
     monkeypatch.setattr(gh.discovery, "strip_matrices_per_question", no_fallback)
-    shared = gh.strip_matrices(gm, strip)
+    shared = strip_matrices(gm, strip)
     assert shared.shape == (2, 4, 3, 3)
     assert np.abs(shared - separate).max() <= 1e-5
     # and both equal the definition, computed from eager attention
@@ -375,7 +376,7 @@ def test_tracking_sums_the_attention_of_each_region(family):
     strip = draw_strip(widths=STRIP_WIDTHS, seed=12)
     encoded = gm.encode(strip, prompts.NARRATION_QUESTION)
     heads = HeadSet.of([(0, 0), (1, 3)], gm.shape)
-    with gh.track(gm, heads, encoded) as tracker:
+    with gh.track(gm, heads, encoded, value_weighted=False) as tracker:
         gm.generate_ids(encoded, max_new_tokens=3)
     trace = tracker.trace()
     assert trace.raw.shape == (1, 3, 3)

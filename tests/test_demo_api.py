@@ -24,7 +24,6 @@ pytest.importorskip("uvicorn", reason="the demo needs uvicorn (pip install -e .)
 from fastapi.testclient import TestClient  # noqa: E402
 
 import gazeheads as gh  # noqa: E402
-from gazeheads.demo import add_demo_parser  # noqa: E402
 from gazeheads.demo.library import Limits  # noqa: E402
 from gazeheads.demo.server import create_app  # noqa: E402
 from gazeheads.ranking import Ranking  # noqa: E402
@@ -39,7 +38,10 @@ N_HEADS = 16  # 2 layers x 8 heads: default K = 1 (about 8.7%, as everywhere)
 @pytest.fixture(scope="module")
 def gm():
     model, processor = make_qwen("qwen3_vl", layers=2, heads=8, kv_heads=4, seed=3)
-    return gh.GazeModel(model, processor, name="tiny-random")
+    from gazeheads.layout import ModelLayout, StripLayout
+
+    return gh.GazeModel(model, processor, name="tiny-random",
+                        layout=ModelLayout(strip=StripLayout(height=64, gap=0), synthetic=True))
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +63,14 @@ def comics(tmp_path_factory):
 
 def make_client(gm, ranking, **kwargs) -> TestClient:
     kwargs.setdefault("synthetic_seeds", (100_000, 100_001))
-    kwargs.setdefault("strip_height", 64)  # the synthetic layout (the random model has no gazeheads.json)
-    kwargs.setdefault("strip_gap", 0)
     return TestClient(create_app(gm, ranking, **kwargs), base_url=BASE)
 
 
 @pytest.fixture(scope="module")
 def client(gm, ranking, comics):
-    with make_client(gm, ranking, comics_dir=comics, max_new_tokens=12, default_new_tokens=4,
+    from gazeheads.data import resolve_comics
+
+    with make_client(gm, ranking, comics=resolve_comics(comics, gm.layout.strip), max_new_tokens=12, default_new_tokens=4,
                      limits=Limits(max_upload_bytes=200_000, max_pixels=300_000, max_side=256)) as c:
         yield c
 
@@ -151,7 +153,7 @@ def test_info_gives_model_heads_and_defaults(client):
     assert info["total_heads"] == N_HEADS
     assert info["default_k"] == 1  # about 8.7% of the heads (heads.default_k), as in the CLI
     assert info["default_phase"] == "decode"
-    assert set(info["phases"]) == {"decode", "prefill+decode"}
+    assert set(info["phases"]) == {"decode", "prefill+decode", "last-prompt+decode"}
     assert info["question"] == gh.prompts.NARRATION_QUESTION
     assert info["max_new_tokens"] == 12 and info["default_new_tokens"] == 4
     assert info["limits"] == {"max_upload_bytes": 200_000, "max_pixels": 300_000, "max_side": 256}
@@ -275,9 +277,10 @@ def test_steered_generation_streams_tokens_with_tint_and_heat(client):
     assert start["image_tokens"] == 24 and start["regions"] == [f"panel {k}" for k in range(1, 7)]
     tokens = [e for e in events if e["type"] == "token"]
     assert [t["step"] for t in tokens] == list(range(len(tokens))) and 1 <= len(tokens) <= 4
-    for t in tokens:
+    assert len(tokens) >= 2
+    for t in tokens[1:]:  # decode only (the published demo): the first generated token is not steered
         assert len(t["heat"]) == 24 and max(t["heat"]) == 1.0
-        assert t["focus"] == 2  # the steered heads look at panel 3, so every token is tinted panel 3
+        assert t["focus"] == 2  # the steered heads look at panel 3, so every later token is tinted panel 3
         assert t["shares"][2] > 0.999
         assert t["target_seq"] == 0
     assert events[-1]["text"] == tokens[-1]["full"]
@@ -286,16 +289,16 @@ def test_steered_generation_streams_tokens_with_tint_and_heat(client):
 
 def test_spotlight_boosts_the_cells_inside_the_circle(client):
     # a circle around the centre of token cell (row 1, col 4): only that cell's centre is inside
-    status, events = generate(client, target={"kind": "circle", "x": 144, "y": 48, "r": 10}, max_new_tokens=2)
+    status, events = generate(client, target={"kind": "circle", "x": 144, "y": 48, "r": 10}, max_new_tokens=3)
     assert status == 200
-    for t in (e for e in events if e["type"] == "token"):
+    for t in [e for e in events if e["type"] == "token"][1:]:
         assert t["heat"].index(1.0) == 12 + 4
         assert sum(t["heat"]) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_tiny_spotlight_falls_back_to_the_nearest_cell(client):
-    status, events = generate(client, target={"kind": "circle", "x": 200, "y": 5, "r": 1}, max_new_tokens=1)
-    token = next(e for e in events if e["type"] == "token")
+    status, events = generate(client, target={"kind": "circle", "x": 200, "y": 5, "r": 1}, max_new_tokens=2)
+    token = [e for e in events if e["type"] == "token"][1]
     assert token["heat"].index(1.0) == 6  # cell (row 0, col 6) holds the point (200, 5)
 
 
@@ -403,7 +406,7 @@ class EventReader:
 @pytest.fixture(scope="module")
 def server(gm, ranking):
     pytest.importorskip("httpx")
-    app = create_app(gm, ranking, synthetic_seeds=(100_000,), strip_height=64, strip_gap=0, queue_size=1,
+    app = create_app(gm, ranking, synthetic_seeds=(100_000,), queue_size=1,
                      max_new_tokens=40)
     with live_server(app) as url:
         yield url, app
@@ -431,7 +434,7 @@ def test_moving_the_target_mid_generation_retargets_the_next_tokens(server):
         assert seq == 1 and from_step >= 2
         rest = [e for e in events.until("done") if e["type"] == "token"]
     tokens = first + rest
-    assert all(t["focus"] == 2 and t["target_seq"] == 0 for t in tokens if t["step"] < from_step)
+    assert all(t["focus"] == 2 and t["target_seq"] == 0 for t in tokens if 1 <= t["step"] < from_step)  # 0: unsteered
     after = [t for t in tokens if t["step"] >= from_step]
     assert after, "the generation ended before the new target applied"
     assert all(t["focus"] == 4 and t["target_seq"] == 1 for t in after)
@@ -536,12 +539,9 @@ def test_a_waiting_generation_whose_client_leaves_never_runs(server):
 
 
 def test_demo_subcommand_options():
-    import argparse
+    from gazeheads.cli import build_parser
 
-    from gazeheads.cli import _add_model_options
-
-    parser = argparse.ArgumentParser(prog="gazeheads")
-    add_demo_parser(parser.add_subparsers(dest="command"), _add_model_options)
+    parser = build_parser()
     args = parser.parse_args(["demo"])
     assert (args.host, args.port, args.ranking, args.comics, args.k, args.model) == \
         ("127.0.0.1", 8765, None, None, None, None)
@@ -551,7 +551,7 @@ def test_demo_subcommand_options():
 
 
 def test_loopback_detection():
-    from gazeheads.demo import _is_loopback
+    from gazeheads.demo import is_loopback as _is_loopback
 
     assert _is_loopback("127.0.0.1") and _is_loopback("localhost") and _is_loopback("::1") and _is_loopback("127.0.0.2")
     assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.2") and not _is_loopback("example.org")

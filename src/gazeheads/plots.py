@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import matplotlib.patches
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .files import atomic_write  # noqa: E402
 from .ranking import Ranking  # noqa: E402
 from .tracking import Trace  # noqa: E402
 
@@ -18,7 +20,7 @@ from .tracking import Trace  # noqa: E402
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
     plt.close(fig)
     return path
 
@@ -39,12 +41,16 @@ def score_histogram(ranking: Ranking, path: str | Path, top_k: int | None = None
     return _save(fig, path)
 
 
-def score_map(ranking: Ranking, path: str | Path) -> Path:
-    """Layer x head heat map of gaze scores."""
+def score_map(ranking: Ranking, path: str | Path, top_k: int | None = None) -> Path:
+    """Layer x head heat map of gaze scores; the top-K heads are outlined."""
     fig, ax = plt.subplots(figsize=(max(4, ranking.shape.n_heads * 0.22 + 2), max(3, ranking.shape.n_layers * 0.18 + 1)))
-    image = ax.imshow(ranking.scores, aspect="auto", cmap="magma", interpolation="nearest")
+    image = ax.imshow(ranking.scores, aspect="auto", cmap="magma", interpolation="nearest", vmin=0)
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
+    if top_k:
+        for layer, head, _ in ranking.ordered()[:top_k]:
+            ax.add_patch(matplotlib.patches.Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, ec="#2ca02c", lw=1.5))
+        ax.set_title(f"gaze score per head; top-{top_k} outlined in green", fontsize=9)
     fig.colorbar(image, ax=ax, label="gaze score")
     return _save(fig, path)
 
@@ -82,7 +88,7 @@ def tracking_staircase(
     data = trace.normalised[row].T  # (regions, steps)
     fig, ax = plt.subplots(figsize=(max(5, data.shape[1] * 0.25 + 2), 0.45 * data.shape[0] + 1.6))
     image = ax.imshow(data, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_yticks(range(data.shape[0]), [_region_label(r) for r in trace.regions[row]], fontsize=7)
+    ax.set_yticks(range(data.shape[0]), [region_label(r) for r in trace.regions[row]], fontsize=7)
     ax.set_xlabel("generated token")
     if tokens is not None and len(tokens) == data.shape[1] and len(tokens) <= 80:
         ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=6)
@@ -94,7 +100,42 @@ def tracking_staircase(
     return _save(fig, path)
 
 
-def _region_label(region) -> str:
+def tracking_pair(gaze: Trace, control: Trace, path: str | Path, *, tokens: Sequence[str] | None = None,
+                  labels: tuple[str, str] = ("gaze heads", "control heads"), title: str = "") -> Path:
+    """Two staircases of one generation on one colour scale: gaze heads beside control heads."""
+    n_steps = gaze.normalised.shape[1]
+    fig, axes = plt.subplots(1, 2, figsize=(2 * max(4.5, n_steps * 0.2 + 2), 0.45 * gaze.normalised.shape[2] + 2),
+                             squeeze=False, sharey=True)
+    image = None
+    for ax, trace, label in zip(axes[0], (gaze, control), labels):
+        data = trace.normalised[0].T
+        image = ax.imshow(data, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_yticks(range(data.shape[0]), [region_label(r) for r in trace.regions[0]], fontsize=7)
+        ax.set_xlabel("generated token")
+        if tokens is not None and len(tokens) == data.shape[1] and len(tokens) <= 60:
+            ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=6)
+        ax.set_title(label, fontsize=9)
+    fig.colorbar(image, ax=list(axes[0]), label="share of image attention")
+    fig.suptitle(title or "where the heads look while the model narrates", fontsize=9)
+    return _save(fig, path)
+
+
+def scheduled_regions(target, n_steps: int) -> list[int] | None:
+    """Per generation step, the 0-based index of the scheduled panel (None for box targets)."""
+    from .regions import Panel, Schedule
+
+    entries = target.entries if isinstance(target, Schedule) else [(0, target)]
+    if not all(isinstance(region, Panel) for _, region in entries):
+        return None
+    out = []
+    for step in range(n_steps):
+        active = [region for start, region in entries if start <= step][-1]
+        out.append(active.index - 1)
+    return out
+
+
+def region_label(region) -> str:
+    """'panel 3' or 'box x0,y0,x1,y1'."""
     name = type(region).__name__
     if name == "Panel":
         return f"panel {region.index}"

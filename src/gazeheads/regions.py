@@ -154,7 +154,11 @@ class ImageGeometry:
     whose tokens form a `rows` x `cols` grid over the whole image (row-major).
     `panel_boxes` (optional) is the strip layout in image pixels.
 
-    In each view a region owns the cells whose centre lies inside it. A view that shows at
+    A panel owns its token columns in a view that spans the whole image with at least one column per
+    panel (Qwen-VL's one grid, Gemma 3's and LLaVA-NeXT's base views): the columns proportional to its
+    pixel width (the published rule, see :meth:`panel_column_bounds`). Elsewhere (tiles, padded or
+    cropped views, coarse views with fewer columns than panels) and for boxes, a region owns the cells
+    whose centre lies inside it. A view that shows at
     least half of the region but has no cell centre inside it (a region smaller than its
     cells) contributes the one cell that overlaps the region most, so a region maps to tokens
     in every view that shows it; such a cell may then also belong to a neighbouring region.
@@ -233,15 +237,50 @@ class ImageGeometry:
         raise RegionError(f"Not a region: {region!r}", "Use Panel(k) or Box(x0, y0, x1, y1).")
 
     def cell_mask(self, region: Region) -> torch.Tensor:
-        """Boolean (n_tokens,) mask of the cells the region owns (cell centre inside; see the class doc)."""
+        """Boolean (n_tokens,) mask of the cells the region owns (see the class doc)."""
         x0, y0, x1, y1 = self.region_box(region)
         xs, ys = self.cell_centres()
         if isinstance(region, Panel):
             mask = (xs >= x0) & (xs < x1)
+            start = 0
+            for view in self.views:
+                n = view.rows * view.cols
+                if self._spans_image(view) and view.cols >= len(self.panel_boxes or ()):
+                    # the published rule: the panel's own token columns
+                    bounds = self.panel_column_bounds(view.cols)
+                    column = torch.arange(n) % view.cols
+                    mask[start:start + n] = (column >= bounds[region.index - 1]) & (column < bounds[region.index])
+                start += n
         else:
             mask = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
         mask &= self.in_image()  # padding cells belong to no region
         return self.fill_views(mask, (x0, y0, x1, y1))
+
+    def _spans_image(self, view: View) -> bool:
+        width, height = self.image_size
+        return all(abs(float(a) - b) < 1e-6 for a, b in zip(view.box, (0.0, 0.0, float(width), float(height))))
+
+    def panel_column_bounds(self, cols: int) -> list[int]:
+        """Token-column boundaries [0, e1, .., cols] of the panels in a grid of `cols` columns over the image.
+
+        The published rule: panel k owns the columns proportional to its pixel width, the
+        boundaries rounded (Python `round`) and forced strictly increasing. With the published
+        stitching that is exactly width / 32 columns per panel on Qwen3-VL.
+        """
+        if self.panel_boxes is None:
+            raise RegionError("Panels need the strip's panel layout, and this image has none.",
+                              "Pass a Strip (gazeheads.data) instead of a bare image, or target a Box.")
+        n = len(self.panel_boxes)
+        width = float(self.image_size[0])
+        bounds = [0]
+        for k in range(1, n):
+            edge = self.panel_span(Panel(k))[1]
+            bounds.append(max(int(round(cols * edge / width)), bounds[-1] + 1))
+        if bounds[-1] >= cols:
+            raise RegionError(f"A {n}-panel strip read as {cols} token columns leaves the last panel no column.",
+                              "Stitch the strip at a larger height (more token columns), or use fewer panels.")
+        bounds.append(cols)
+        return bounds
 
     def in_image(self) -> torch.Tensor:
         """Boolean (n_tokens,): cells whose centre lies on the image (not on the processor's padding)."""

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from .files import write_text
+
 
 def _img(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
@@ -65,7 +67,7 @@ pre { background: #f6f8fa; padding: 0.6em; font-size: 0.8em; overflow-x: auto; }
 
 
 def write_report(run_dir: str | Path, *, title: str, sections: list[tuple[str, list[dict], list[dict]]],
-                 settings: dict | None = None, notes: str = "") -> Path:
+                 settings: dict | None = None, notes: str = "", extra: dict | None = None) -> Path:
     """Write RUN/report.html.
 
     `sections` are (heading, summary rows, records); every PNG in RUN is embedded at the end
@@ -94,10 +96,12 @@ def write_report(run_dir: str | Path, *, title: str, sections: list[tuple[str, l
     rest = [p for p in pngs if p not in used]
     if rest:
         parts.append("<h2>Figures</h2>" + "".join(_img(p, p.stem.replace("_", " ")) for p in rest))
+    if extra:
+        parts.append(f"<h2>Run</h2><pre>{html.escape(json.dumps(extra, indent=1, default=str))}</pre>")
     if settings:
         parts.append(f"<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=1, default=str))}</pre>")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>" \
            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
     path = run_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)
     return path

@@ -15,11 +15,13 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from PIL import Image, UnidentifiedImageError
 
 from ..data.strips import Strip
 from ..errors import GazeheadsError
+from ..layout import StripLayout
 
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 
@@ -56,38 +58,24 @@ class Entry:
         return self.loader()  # type: ignore[operator]
 
 
-def synthetic_entries(seeds, *, height: int | None = None, gap: int | None = None) -> list[Entry]:
-    """Synthetic strips (gazeheads.synth) for `seeds`, in the bundled model's layout unless told otherwise."""
-    from ..data.strips import stitch
-    from ..synth import STRIP_GAP, STRIP_HEIGHT, make_strip, make_strip_panels
+def synthetic_entries(seeds, layout: StripLayout | None = None) -> list[Entry]:
+    """Synthetic strips (gazeheads.synth) for `seeds`, stitched with `layout` (default: the synthetic layout)."""
+    from ..synth import make_strip
 
     entries = []
     for seed in seeds:
         seed = int(seed)
-        if height is None or (height == STRIP_HEIGHT and (gap is None or gap == STRIP_GAP)):
-            strip = make_strip(seed, comic_id=f"synth-{seed}")
-        else:
-            panels, captions, _ = make_strip_panels(seed)
-            strip = stitch(panels, height=height, gap=6 if gap is None else gap, comic_id=f"synth-{seed}",
-                           captions=captions)
+        strip = make_strip(seed, comic_id=f"synth-{seed}", layout=layout)
         entries.append(Entry(f"synth-{seed}", f"synthetic strip {seed}", "synthetic", (lambda s=strip: s),
                              strip.captions))
     return entries
 
 
-def comics_entries(root: str | Path, *, n_panels: int = 6, height: int = 256, gap: int = 6) -> list[Entry]:
-    """One entry per comic folder under `root` (ROOT/<comic>/p1.png .. pN.png), listed now, read on demand."""
-    from ..data.folder import list_comics, load_strip
-
-    root = Path(root).resolve()
-    entries = []
-    for index, folder in enumerate(list_comics(root, n_panels), start=1):
-        folder = folder.resolve()
-        if root not in folder.parents:  # a symlinked comic pointing elsewhere is not served
-            continue
-        entries.append(Entry(f"comic-{index}", folder.name, "comics",
-                             (lambda f=folder: load_strip(f, n_panels, height=height, gap=gap))))
-    return entries
+def comics_entries(strips: Sequence[Strip]) -> list[Entry]:
+    """One entry per strip of a StripSet (listed at start-up by `resolve_comics`, each read on demand)."""
+    names = getattr(strips, "ids", None) or [f"comic {i}" for i in range(1, len(strips) + 1)]
+    return [Entry(f"comic-{index}", str(name), "comics", (lambda i=index - 1: strips[i]))
+            for index, name in enumerate(names, start=1)]
 
 
 class Library:

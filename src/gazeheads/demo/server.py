@@ -42,13 +42,12 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import prompts
 from ..errors import GazeheadsError
-from ..heads import check_k, default_k
 from ..model import GazeModel
 from ..ranking import Ranking
 from ..regions import Box, Panel
-from ..steering import DEFAULT_STRENGTH, MODES, PHASES
+from ..specs import DEMO_STEER, MODES, NUMERICS, PHASES, HeadSpec
 from .library import Entry, Library, Limits, UploadError, comics_entries, synthetic_entries
-from .session import Generation, GenerationQueue, GenerationSettings, QueueFull, describe_geometry
+from .session import LiveGeneration, GenerationQueue, GenerationSettings, QueueFull, describe_geometry
 from .targets import Circle
 
 STATIC = Path(__file__).parent / "static"
@@ -103,9 +102,10 @@ class GenerateRequest(_Strict):
     steer: bool = True
     target: TargetSpec | None = None
     k: Annotated[int, Field(ge=1)] | None = None
-    phase: Literal["decode", "prefill+decode"] = "decode"
-    mode: Literal["boost_suppress", "suppress_image", "suppress_all", "max_suppress_all"] = "boost_suppress"
-    strength: Annotated[float, Field(gt=0, le=1_000_000)] = DEFAULT_STRENGTH
+    phase: Literal["decode", "prefill+decode", "last-prompt+decode"] = DEMO_STEER.phase
+    mode: Literal["boost_suppress", "suppress_image", "suppress_all", "max_suppress_all"] = DEMO_STEER.mode
+    strength: Annotated[float, Field(gt=0, le=1_000_000)] = DEMO_STEER.strength
+    numerics: Literal["reference", "exact"] = DEMO_STEER.numerics
     max_new_tokens: Annotated[int, Field(ge=1)] | None = None
     token_delay_ms: Annotated[int, Field(ge=0, le=2000)] | None = None
 
@@ -116,6 +116,7 @@ class RetargetRequest(_Strict):
 
 assert set(GenerateRequest.model_fields["phase"].annotation.__args__) == set(PHASES)  # type: ignore[union-attr]
 assert set(GenerateRequest.model_fields["mode"].annotation.__args__) == set(MODES)  # type: ignore[union-attr]
+assert set(GenerateRequest.model_fields["numerics"].annotation.__args__) == set(NUMERICS)  # type: ignore[union-attr]
 
 
 def _region(spec: CircleTarget | BoxTarget | PanelTarget, entry_size: tuple[int, int]):
@@ -198,7 +199,7 @@ class _Guard:
 class _EventStream(StreamingResponse):
     """An SSE response that cancels its generation however the response ends (done, error, client gone)."""
 
-    def __init__(self, content, generation: Generation) -> None:
+    def __init__(self, content, generation: LiveGeneration) -> None:
         super().__init__(content, media_type="text/event-stream",
                          headers={"cache-control": "no-store", "x-accel-buffering": "no"})
         self.generation = generation
@@ -276,33 +277,13 @@ class DemoState:
         return self._cached(self._pixels, entry.id, compute)
 
 
-def _default_question(gm: GazeModel) -> str:
-    """The model's own narration prompt (bundled model: gazeheads.json), else the paper's question."""
-    meta = Path(str(gm.name)) / "gazeheads.json"
-    try:
-        return json.loads(meta.read_text())["layout"]["narrate_prompt"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return prompts.NARRATION_QUESTION
-
-
-def _bundled_layout(gm: GazeModel) -> dict:
-    meta = Path(str(gm.name)) / "gazeheads.json"
-    try:
-        return json.loads(meta.read_text()).get("layout", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
 def create_app(
     gm: GazeModel,
     ranking: Ranking,
     *,
-    comics_dir: str | Path | None = None,
+    comics: Sequence | None = None,
     question: str | None = None,
     synthetic_seeds: Sequence[int] = DEFAULT_SEEDS,
-    n_panels: int = 6,
-    strip_height: int | None = None,
-    strip_gap: int | None = None,
     queue_size: int = 2,
     max_new_tokens: int = 64,
     default_new_tokens: int = 24,
@@ -313,26 +294,22 @@ def create_app(
 ) -> FastAPI:
     """The demo app for `gm` steered with `ranking`'s gaze heads.
 
-    Strips: synthetic strips for `synthetic_seeds` (in the bundled model's layout when the
-    model folder has one, else `strip_height`/`strip_gap`, default 256/6) and, with
-    `comics_dir`, every comic folder under it. `allowed_hosts` defaults to loopback names.
+    Strips: synthetic strips for `synthetic_seeds` and, with `comics` (a StripSet from
+    `gazeheads.data.resolve_comics`), those strips, all in the model's layout (`gm.layout`).
+    `allowed_hosts` defaults to loopback names.
     """
     ranking.check_compatible(gm)
-    if k is not None:
-        check_k(k, gm.shape)
-    layout = _bundled_layout(gm)
-    height = strip_height or layout.get("strip_height") or 256
-    gap = strip_gap if strip_gap is not None else layout.get("strip_gap", 6)
-    entries = synthetic_entries(synthetic_seeds, height=height, gap=gap)
-    if comics_dir is not None:
-        entries += comics_entries(comics_dir, n_panels=n_panels, height=height, gap=gap)
-    limits = limits or Limits()
     total = gm.shape.total
-    question = question or _default_question(gm)
+    default_heads = HeadSpec(k=k).resolve_k(total)
+    entries = synthetic_entries(synthetic_seeds, gm.layout.strip)
+    if comics is not None:
+        entries += comics_entries(comics)
+    limits = limits or Limits()
+    question = question or gm.layout.narration_question
     presets = list(dict.fromkeys([question, prompts.NARRATION_QUESTION, prompts.VQA_QUESTION,
                                   prompts.SCENE_QUESTION]))
     state = DemoState(gm=gm, ranking=ranking, library=Library(entries, limits), queue=GenerationQueue(queue_size),
-                      question=question, default_k=min(k or default_k(total), total),
+                      question=question, default_k=default_heads,
                       max_new_tokens=max_new_tokens, default_new_tokens=min(default_new_tokens, max_new_tokens),
                       token_delay_ms=token_delay_ms, presets=presets)
 
@@ -373,7 +350,7 @@ def create_app(
             "model": gm.name, "n_layers": shape.n_layers, "n_heads": shape.n_heads, "total_heads": total,
             "default_k": state.default_k, "ranking": {"source": ranking.source, "n_strips": ranking.n_strips,
                                                       "model_id": ranking.model_id},
-            "question": question, "presets": presets, "phases": list(PHASES), "default_phase": "decode",
+            "question": question, "presets": presets, "phases": list(PHASES), "default_phase": DEMO_STEER.phase,
             "modes": list(MODES), "max_new_tokens": max_new_tokens, "default_new_tokens": state.default_new_tokens,
             "token_delay_ms": token_delay_ms, "max_token_delay_ms": 2000, "queue_size": queue_size,
             "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
@@ -427,7 +404,8 @@ def create_app(
             target = _region(body.target, (meta["width"], meta["height"]))
         settings = GenerationSettings(
             question=body.question or question, heads=ranking.top(k), steer=body.steer, target=target,
-            phase=body.phase, mode=body.mode, strength=body.strength, max_new_tokens=n_new,
+            spec=DEMO_STEER.replace(phase=body.phase, mode=body.mode, strength=body.strength, numerics=body.numerics),
+            max_new_tokens=n_new,
             token_delay=(token_delay_ms if body.token_delay_ms is None else body.token_delay_ms) / 1000)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
@@ -439,7 +417,7 @@ def create_app(
                 pass
 
         image = state.library.image(entry)
-        generation = Generation(gm, image, settings, emit)
+        generation = LiveGeneration(gm, image, settings, emit)
         try:
             ahead = state.queue.submit(generation)
         except QueueFull as exc:
@@ -461,7 +439,7 @@ def create_app(
 
         return _EventStream(stream(), generation)
 
-    def _live(generation_id: str) -> Generation:
+    def _live(generation_id: str) -> LiveGeneration:
         generation = state.queue.live.get(generation_id)
         if generation is None:
             raise HTTPException(404, f"No running generation {generation_id!r} (it may have finished).")

@@ -1,6 +1,6 @@
 """Generations for the demo: one at a time per model, a bounded queue, live targets, cancel.
 
-A :class:`Generation` runs `generate()` in its own thread with a tracker (per-token gaze-head
+A :class:`LiveGeneration` runs `generate()` in its own thread with a tracker (per-token gaze-head
 attention over the image: region tint and heat map) and, unless it is the baseline, a
 `Steering` whose target the visitor moves while tokens stream (`Steering.retarget`). Events
 go to the web request through a callback; a cancel flag, checked by a StoppingCriteria and
@@ -26,6 +26,7 @@ from ..data.strips import Strip
 from ..errors import GazeheadsError
 from ..heads import HeadSet
 from ..model import Encoded, GazeModel
+from ..specs import DEMO_STEER, SteerSpec
 from ..regions import Box, ImageGeometry, Panel
 from ..steering import steer
 from ..tracking import track
@@ -47,9 +48,7 @@ class GenerationSettings:
     heads: HeadSet
     steer: bool = True
     target: Circle | Box | Panel | None = None
-    phase: str = "decode"
-    mode: str = "boost_suppress"
-    strength: float = 10000.0
+    spec: SteerSpec = DEMO_STEER
     max_new_tokens: int = 24
     token_delay: float = 0.0  # seconds to wait after each token (so a person can follow and steer)
 
@@ -101,7 +100,7 @@ def describe_geometry(geometry: ImageGeometry) -> dict:
             "panels": len(geometry.panel_boxes) if geometry.panel_boxes else 0}
 
 
-class Generation:
+class LiveGeneration:
     """One streamed generation: its thread, its live target, and its cancel flag."""
 
     def __init__(self, gm: GazeModel, image: Strip, settings: GenerationSettings, emit: Emit) -> None:
@@ -212,11 +211,11 @@ class Generation:
                         raise GazeheadsError("A steered generation needs a target.", "Point at the image first.")
                     target = steering_target(geometry, self._target)
                     self._steering = stack.enter_context(
-                        steer(gm, s.heads, target, encoded, mode=s.mode, strength=s.strength, phase=s.phase))
+                        steer(gm, s.heads, target, encoded, s.spec, client="demo"))
                     self._switches = [(0, self._target_seq)]
             tracker = stack.enter_context(track(gm, s.heads, encoded, keep_image_attention=True))
             self.emit({"type": "start", "generation_id": self.id, "steer": s.steer, "k": len(s.heads),
-                       "phase": s.phase, "question": s.question, "prompt_tokens": encoded.prompt_len,
+                       "phase": s.spec.phase, "question": s.question, "prompt_tokens": encoded.prompt_len,
                        "image_tokens": int(geometry.positions.numel()),
                        "regions": [name for name, _ in regions]})
             out = gm.generate_ids(encoded, s.max_new_tokens, streamer=_TokenSink(on_token),
@@ -247,12 +246,12 @@ class GenerationQueue:
         self.queue_size = queue_size
         self._admit = threading.Lock()
         self._model = threading.Lock()
-        self._pending: list[Generation] = []  # running first, then waiting, in order
-        self.live: dict[str, Generation] = {}
+        self._pending: list[LiveGeneration] = []  # running first, then waiting, in order
+        self.live: dict[str, LiveGeneration] = {}
         self.history: deque[Record] = deque(maxlen=32)
-        self.running: Generation | None = None
+        self.running: LiveGeneration | None = None
 
-    def submit(self, generation: Generation) -> int:
+    def submit(self, generation: LiveGeneration) -> int:
         """Admit a generation and start its thread; returns how many run or wait before it."""
         with self._admit:
             if len(self._pending) >= 1 + self.queue_size:
@@ -265,7 +264,7 @@ class GenerationQueue:
                          daemon=True).start()
         return ahead
 
-    def _work(self, generation: Generation) -> None:
+    def _work(self, generation: LiveGeneration) -> None:
         try:
             while not self._model.acquire(timeout=0.05):
                 if generation.cancel.is_set():

@@ -106,7 +106,8 @@ def evaluate_coco(
     for obj in objects:
         by_image[obj.image_file].append(obj)
     images = sorted(by_image)[shard[0] :: shard[1]]
-    for name in tqdm(images, desc=f"coco [{shard[0]}/{shard[1]}]", unit="image", disable=not progress):
+    label = "coco" if shard[1] == 1 else f"coco (process {shard[0] + 1} of {shard[1]})"
+    for name in tqdm(images, desc=label, unit="image", disable=not progress):
         image = open_image(Path(images_dir) / name)
         baseline_key = record_key("coco", "baseline", 0, name, "-")
         if baseline_key not in store:
@@ -131,8 +132,7 @@ def evaluate_coco(
                 continue
             if len(reachable) != len(todo):
                 encoded = gm.encode(image, [spec.question] * len(reachable))
-            with steer(gm, heads, [o.box for o in reachable], encoded, mode=settings.mode,
-                       strength=settings.strength, phase=settings.phase):
+            with steer(gm, heads, [o.box for o in reachable], encoded, settings.steer_spec()):
                 ids = gm.generate_ids(encoded, spec.max_new_tokens)
             records = []
             for obj, row in zip(reachable, ids):

@@ -802,9 +802,12 @@ class OpenAICompatibleJudge(_ChatJudge):
 JUDGE_SPECS = ("truth", "captions:<model name or path>", "anthropic:<model>", "openai:<model>@<base_url>")
 
 
-def make_judge(spec: str, **kwargs: Any) -> Judge:
-    """A judge from its command-line spec; `kwargs` go to the judge's constructor."""
+def make_judge(spec: str, cache_dir: str | Path | None = None, **kwargs: Any) -> Judge:
+    """A judge from its command-line spec; `kwargs` go to the judge's constructor. Judges that call a
+    model keep their verdicts in `cache_dir`/verdicts.jsonl."""
     kind, _, rest = spec.partition(":")
+    if cache_dir is not None and kind.strip().lower() in ("anthropic", "openai"):
+        kwargs.setdefault("cache", Path(cache_dir) / "verdicts.jsonl")
     kind = kind.strip().lower()
     rest = rest.strip()
     if kind == "truth" and not rest:

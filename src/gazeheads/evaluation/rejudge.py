@@ -9,7 +9,7 @@ from ..data.strips import Strip, open_image
 from ..errors import DataError
 from .judges import JudgeItem
 from .protocols import Protocol
-from .runner import Generation, dynamic_record, static_record
+from .runner import GeneratedText, dynamic_record, static_record
 from .store import JsonlStore
 
 
@@ -48,13 +48,13 @@ def rejudge(run_dir: str | Path, judge, strips: Sequence[Strip], coco: tuple[str
         baseline = baselines[(record["protocol"], record["strip"])]
         if record["protocol"] == "dynamic":
             spec = Protocol("dynamic", "", 0, record["segment_tokens"])
-            gen = Generation(record["text"], record["segments"])
-            base = Generation(baseline["text"], baseline.get("segments", []))
+            gen = GeneratedText(record["text"], record["segments"])
+            base = GeneratedText(baseline["text"], baseline.get("segments", []))
             updated.append(dynamic_record(spec, record["condition"], record["k"], strip, gen, base,
                                           record["schedule"], judge))
         else:
             spec = Protocol(record["protocol"], "", 0)
-            gen = Generation(record["text"], [], record.get("n_tokens", 0))
+            gen = GeneratedText(record["text"], [], record.get("n_tokens", 0))
             updated.append(static_record(spec, record["condition"], record["k"], strip, record["target"], gen,
                                          baseline["text"], judge))
     settings = {section: {**saved, "judge": judge.name} for section, saved in store.settings.items()}
