@@ -127,17 +127,20 @@ def run_main_job(config: MainJobConfig) -> int:
     """Run the main job; returns the process exit code."""
     from .data import resolve_comics
     from .discovery import discover
-    from .evaluation.judges import make_judge
+    from .evaluation.judges import DeferredJudge, JudgeSpec, make_judge
+    from .evaluation.rejudge import rejudge
     from .evaluation.runner import EvalSettings, evaluate_strips
     from .evaluation.session import ProcessInfo, finish, open_store
     from .model import load, resolve_device
     from .specs import HeadSpec
 
     started = time.time()
+    judge_spec = JudgeSpec.parse(config.judge)  # a bad spec fails before anything loads
     plan = plan_run(config)
     out = plan.out
-    judge = make_judge(config.judge, cache_dir=out)
-    judge.check_ready()
+    judge = make_judge(judge_spec, cache_dir=out)  # LLM judges keep out/verdicts.jsonl and out/judge-batches.jsonl
+    judge.check_ready()  # a missing key or package fails before discovery and generation
+    generation_judge = DeferredJudge(judge) if judge_spec.calls_model else judge
     if config.device_map is None:
         resolve_device(config.device)
     discover_strips = resolve_comics(plan.discover_spec, plan.layout.strip, seed=config.seed)
@@ -178,18 +181,22 @@ def run_main_job(config: MainJobConfig) -> int:
     for name, text in used.items():
         print(f"      {name}: {text}")
     for settings in protocols:
-        evaluate_strips(gm, ranking, eval_strips, settings, judge, store)
+        evaluate_strips(gm, ranking, eval_strips, settings, generation_judge, store)
+    coco: tuple[str | None, str | None] = (None, None)
     if plan.scenes:
         print(f"[3/4] box steering on {plan.scenes} synthetic scenes")
-        _scenes(gm, ranking, out, plan, store, judge, common, steer)
+        coco = _scenes(gm, ranking, out, plan, store, generation_judge, common, steer)
     else:
         print("[3/4] scenes skipped (use `gazeheads eval coco` with COCO val2017 for a real model)")
+    if generation_judge is not judge:
+        print(f"judging every answer with {judge.name}")
+        rejudge(out, judge, eval_strips, coco=coco)
 
     print("[4/4] tracking narrations: unsteered (gaze vs control heads) and steered")
     tracking = track_examples(gm, ranking, eval_strips[0], out, heads, plan)
     settings = {"model": gm.name, "k": k, "heads": heads.to_dict(), "control_percentile": percentile,
                 "seed": config.seed, "discover_strips": len(discover_strips), "eval_strips": len(eval_strips),
-                "scenes": plan.scenes, "judge": config.judge, "layout": plan.layout.to_dict(),
+                "scenes": plan.scenes, "judge": str(judge_spec), "layout": plan.layout.to_dict(),
                 "data": plan.split_note, "steering": used, "config": asdict(config)}
     rows = finish(out, ProcessInfo(), title=f"gazeheads run: {gm.name}", settings=settings,
                   extra={"tracking": tracking, "run_seconds": round(time.time() - started, 1)})
@@ -199,7 +206,7 @@ def run_main_job(config: MainJobConfig) -> int:
     return 0 if rows is not None else 1
 
 
-def _scenes(gm, ranking, out: Path, plan: RunPlan, store, judge, common: dict, steer: dict) -> None:
+def _scenes(gm, ranking, out: Path, plan: RunPlan, store, judge, common: dict, steer: dict) -> tuple[str, str]:
     from .evaluation.coco import evaluate_coco, load_instances
     from .evaluation.runner import EvalSettings
     from .synth import write_synthetic_scenes
@@ -211,6 +218,7 @@ def _scenes(gm, ranking, out: Path, plan: RunPlan, store, judge, common: dict, s
     if steer:
         settings = replace(settings, steer=settings.steer_spec().replace(**steer))
     evaluate_coco(gm, ranking, objects, categories, scene_dir, settings, judge, store)
+    return str(instances), str(scene_dir)  # what re-judging the scene records needs
 
 
 def track_examples(gm: "GazeModel", ranking: "Ranking", strip, out: Path, heads, plan: RunPlan) -> dict:

@@ -33,7 +33,8 @@ def register(sub) -> None:
     coco.add_argument("--per-size", type=int, default=50, help="objects per size class (default 50)")
     p.add_argument("--judge", default="truth",
                    help="truth (exact captions/attributes), captions:<sentence-transformers model or path>, "
-                        "anthropic:<model>, openai:<model>[@<base url>] (default truth); see docs/judges.md")
+                        "anthropic[:<model>] (default model claude-sonnet-4-6, the paper's), openai:<model>[@<base "
+                        "url>]; options after commas, e.g. anthropic,batch=always (docs/judges.md; default truth)")
     p.add_argument("--conditions", default="gaze,random,all",
                    help="comma-separated conditions among gaze, random, all (default all three)")
     heads = p.add_argument_group("heads")
@@ -105,8 +106,9 @@ def _layout_tokens(args, layout) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.judges import make_judge
-    from ..evaluation.session import check_store_policy, current_process, finish, open_store
+    from ..evaluation.judges import DeferredJudge, JudgeSpec, make_judge
+    from ..evaluation.rejudge import rejudge
+    from ..evaluation.session import check_store_policy, current_process, finish, open_store, wait_for_everyone
 
     options.require_positive(args, "n_strips", "k", "max_new_tokens", "segment_tokens", "per_size",
                              "strips_per_batch", "no_repeat_ngram_size")
@@ -114,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/eval-{args.protocol}")
     options.check_output_dir(out)
     settings = settings_from_args(args, layout)
-    judge = make_judge(args.judge, cache_dir=out)
-    judge.check_ready()  # a missing key or endpoint fails before any generation
+    judge_spec = JudgeSpec.parse(args.judge)
+    judge = make_judge(judge_spec, cache_dir=out)  # LLM judges keep OUT/verdicts.jsonl and OUT/judge-batches.jsonl
+    judge.check_ready()  # a missing key, package or endpoint fails before any generation
     ranking = options.load_ranking(args.ranking)
     settings.heads.resolve_k(ranking.shape.total)
     process = current_process()
@@ -138,11 +141,13 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.coco_images).is_dir():
             raise GazeheadsError(f"--coco-images {args.coco_images} is not a folder.", "Give the image folder.")
     if args.rejudge:
-        from ..evaluation.rejudge import rejudge
-
         rejudge(out, judge, strips or [], coco=(args.coco_instances, args.coco_images))
     else:
-        check_store_policy(out, resume=args.resume, restart=args.restart)
+        # an LLM judge sees the whole run at the end, in one judge_many (one vendor batch where it pays)
+        generation_judge = DeferredJudge(judge) if judge_spec.calls_model else judge
+        if process.is_main:  # the other processes' shards appear as soon as they start: check once, first
+            check_store_policy(out, resume=args.resume, restart=args.restart)
+        wait_for_everyone()
         if process.device and args.device is None and args.device_map is None:
             args.device = process.device
         options.check_device(args)
@@ -155,13 +160,19 @@ def run(args: argparse.Namespace) -> int:
 
             objects, categories = load_instances(args.coco_instances)
             chosen = sample_objects(objects, args.per_size, seed=args.seed)
-            evaluate_coco(gm, ranking, chosen, categories, args.coco_images, settings, judge, store, shard=shard)
+            evaluate_coco(gm, ranking, chosen, categories, args.coco_images, settings, generation_judge, store,
+                          shard=shard)
         else:
             from ..evaluation.runner import evaluate_strips
 
-            evaluate_strips(gm, ranking, strips, settings, judge, store, shard=shard, allow_overlap=args.allow_overlap)
+            evaluate_strips(gm, ranking, strips, settings, generation_judge, store, shard=shard,
+                            allow_overlap=args.allow_overlap)
+        if generation_judge is not judge:
+            wait_for_everyone()
+            if process.is_main:
+                rejudge(out, judge, strips or [], coco=(args.coco_instances, args.coco_images))
     finish(out, process, title=f"gazeheads eval {args.protocol}",
-           settings={**settings.to_dict(), "judge": args.judge, "ranking": args.ranking, "model": args.model})
+           settings={**settings.to_dict(), "judge": str(judge_spec), "ranking": args.ranking, "model": args.model})
     if process.is_main:
         options.print_written([out / "generations.jsonl", out / "summary.json", out / "report.html"])
     return 0

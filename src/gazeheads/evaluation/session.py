@@ -89,7 +89,8 @@ def open_store(run_dir: Path, process: ProcessInfo, *, resume: bool = False, res
     With `restart`, the records are deleted first. With neither, a folder that holds records
     is refused: nothing a user made is deleted unless they ask.
     """
-    check_store_policy(run_dir, resume=resume, restart=restart)
+    if process.is_main:  # other processes were checked by the main one before any of them started
+        check_store_policy(run_dir, resume=resume, restart=restart)
     run_dir.mkdir(parents=True, exist_ok=True)
     merged = run_dir / "generations.jsonl"
     path = merged if process.count == 1 else run_dir / f"generations.rank{process.index}-of-{process.count}.jsonl"
