@@ -20,7 +20,6 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"
 
 _EXPORTS = {
     # models and inputs
@@ -45,8 +44,20 @@ _SUBMODULES = ("data", "prompts", "plots", "evaluation", "reference", "synth", "
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
 
+def _package_version() -> str:
+    """The installed distribution's version (pyproject.toml is the one place it is written)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gazeheads")
+    except PackageNotFoundError:  # a source tree on sys.path without an install
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
+    if name == "__version__":
+        value = _package_version()
+    elif name in _EXPORTS:
         value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     elif name in _SUBMODULES:
         value = import_module(f".{name}", __name__)

@@ -11,7 +11,7 @@ import torch
 
 from .adapters.base import HeadShape
 from .errors import GazeheadsWarning, HeadSelectionError, ModelError
-from .specs import default_k
+from .specs import HeadSpec, default_k
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class HeadSet:
         return cls.of(((l, h) for l in range(shape.n_layers) for h in range(shape.n_heads)), shape, "all heads")
 
 
-__all__ = ["HeadSet", "default_k", "check_k", "top_heads", "random_control_heads"]
+__all__ = ["HeadSet", "default_k", "check_k", "top_heads", "random_control_heads", "select_heads"]
 
 
 def check_k(k: int, shape: HeadShape) -> None:
@@ -124,3 +124,16 @@ def random_control_heads(
     chosen = sorted(rng.choice(pool, size=k, replace=False).tolist())
     name = f"random non-gaze {k} (score percentile <= {used:.3g})"
     return HeadSet.of(((i // shape.n_heads, i % shape.n_heads) for i in chosen), shape, name)
+
+
+def select_heads(spec: HeadSpec, scores: np.ndarray | None, shape: HeadShape) -> HeadSet:
+    """The head set a HeadSpec names, from a model's gaze scores (None is enough for kind "all")."""
+    if spec.kind == "all":
+        return HeadSet.all_heads(shape)
+    if scores is None:
+        raise HeadSelectionError(f"{spec.kind} heads need a ranking of the model's heads.",
+                                 "Run `gazeheads discover` and pass its ranking.json.")
+    k = spec.resolve_k(shape.total)
+    if spec.kind == "gaze":
+        return top_heads(scores, k, shape)
+    return random_control_heads(scores, k, shape, seed=spec.seed, percentile=spec.percentile)

@@ -233,8 +233,8 @@ def track_examples(gm: "GazeModel", ranking: "Ranking", strip, out: Path, heads,
     question = plan.layout.narration_question
     segment = plan.segment_tokens or protocol("dynamic").segment_tokens
     n_new = segment * strip.n_panels
-    gaze = replace(heads, kind="gaze").select(ranking)
-    control = replace(heads, kind="random").select(ranking)
+    gaze = ranking.select(replace(heads, kind="gaze"))
+    control = ranking.select(replace(heads, kind="random"))
     encoded = gm.encode(strip, question)
     traces = {}
     for name, head_set in (("gaze", gaze), ("control", control)):

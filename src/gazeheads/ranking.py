@@ -20,7 +20,8 @@ import numpy as np
 from .adapters.base import HeadShape
 from .errors import DataError, GazeheadsWarning, ModelError
 from .files import atomic_write, write_text
-from .heads import HeadSet, random_control_heads, top_heads
+from .heads import HeadSet, random_control_heads, select_heads, top_heads
+from .specs import HeadSpec
 
 if TYPE_CHECKING:
     from .data.strips import Strip
@@ -96,6 +97,10 @@ class Ranking:
         """K random non-gaze heads (outside the top-K, at or below `percentile` of scores;
         see :func:`gazeheads.heads.random_control_heads` for `widen`)."""
         return random_control_heads(self.scores, k, self.shape, seed=seed, percentile=percentile, widen=widen)
+
+    def select(self, spec: HeadSpec) -> HeadSet:
+        """The head set `spec` names (top-K gaze, K random non-gaze, or all heads)."""
+        return select_heads(spec, self.scores, self.shape)
 
     def all_heads(self) -> HeadSet:
         """Every head of the model."""

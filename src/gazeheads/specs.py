@@ -5,21 +5,16 @@ the API, the command line, evaluation settings, the demo and the main job share 
 definition of every default. Nothing here imports torch.
 
     spec = SteerSpec(phase="decode")                 # the published demo's setting
-    heads = HeadSpec("random", k=100, seed=1).select(ranking)
+    heads = ranking.select(HeadSpec("random", k=100, seed=1))
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from .errors import GazeheadsError, HeadSelectionError
-
-if TYPE_CHECKING:
-    from .adapters.base import HeadShape
-    from .heads import HeadSet
-    from .ranking import Ranking
 
 MODES = ("boost_suppress", "suppress_image", "suppress_all", "max_suppress_all")
 """boost_suppress: +B on the target's image tokens, -B on the other image tokens (the paper's recipe);
@@ -155,25 +150,6 @@ class HeadSpec:
             raise HeadSelectionError(f"K={k} heads asked of a model with {total_heads} heads.",
                                      f"Choose K between 1 and {total_heads}.")
         return k
-
-    def select(self, source: "Ranking | HeadShape") -> "HeadSet":
-        """The head set this spec names, from a ranking (or, for kind 'all', a head shape)."""
-        from .heads import HeadSet, random_control_heads, top_heads
-        from .ranking import Ranking
-
-        if isinstance(source, Ranking):
-            shape = source.shape
-        else:
-            shape = source
-        if self.kind == "all":
-            return HeadSet.all_heads(shape)
-        if not isinstance(source, Ranking):
-            raise HeadSelectionError(f"{self.kind} heads need a ranking of the model's heads.",
-                                     "Run `gazeheads discover` and pass its ranking.json.")
-        k = self.resolve_k(shape.total)
-        if self.kind == "gaze":
-            return top_heads(source.scores, k, shape)
-        return random_control_heads(source.scores, k, shape, seed=self.seed, percentile=self.percentile)
 
     def with_k(self, k: int | None) -> "HeadSpec":
         return replace(self, k=k)

@@ -253,7 +253,7 @@ def steer(
     except TypeError as exc:
         raise GazeheadsError(f"Unknown steering option: {exc}.", "Use mode, strength, phase or numerics.") from None
     if not isinstance(heads, HeadSet):
-        raise GazeheadsError(f"Not a head set: {heads!r}.", "Pass ranking.top(k), HeadSpec(...).select(ranking) or a HeadSet.")
+        raise GazeheadsError(f"Not a head set: {heads!r}.", "Pass ranking.top(k), ranking.select(HeadSpec(...)) or a HeadSet.")
     if not isinstance(encoded, Encoded):
         raise GazeheadsError(f"Not an encoded prompt: {type(encoded).__name__}.", "Pass the result of gm.encode(...).")
     heads.check_compatible(gm.shape)

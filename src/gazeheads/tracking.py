@@ -170,7 +170,7 @@ def track(
     `keep_image_attention=True` also keeps the attention on every image token (heat maps).
     """
     if not isinstance(heads, HeadSet):
-        raise GazeheadsError(f"Not a head set: {heads!r}.", "Pass ranking.top(k), HeadSpec(...).select(ranking) or a HeadSet.")
+        raise GazeheadsError(f"Not a head set: {heads!r}.", "Pass ranking.top(k), ranking.select(HeadSpec(...)) or a HeadSet.")
     heads.check_compatible(gm.shape)
     tracker = Tracker(heads, encoded, regions, value_weighted=value_weighted,
                       keep_image_attention=keep_image_attention)

@@ -18,20 +18,12 @@ from . import data, demo, discover, evaluate, options, presence, run, steer, tra
 COMMANDS = (discover, steer, track, evaluate, presence, demo, run, data, train_tiny)
 
 
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as package_version
-
-    try:
-        return package_version("gazeheads")
-    except PackageNotFoundError:  # running from a source tree without an install
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gazeheads", description="Discover, steer and track the gaze heads of vision-language models.")
-    parser.add_argument("--version", action="version", version=f"gazeheads {version()}")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"gazeheads {__version__}")
     parser.add_argument("--verbose", action="store_true",
                         help="show dependencies' warnings, loading bars and logs (hidden by default)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -62,10 +54,25 @@ def quiet_dependencies(verbose: bool) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for module in ("transformers", "huggingface_hub"):  # already imported (e.g. in a notebook): tell them too
+        if module in sys.modules:
+            _quiet_loaded(module)
     for module in ("transformers", "torch", "huggingface_hub", "accelerate", "datasets", "torchvision"):
         warnings.filterwarnings("ignore", module=module)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _quiet_loaded(module: str) -> None:
+    if module == "transformers":
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+    else:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
         from ..data import resolve_comics
 
         strips = resolve_comics(spec, layout.strip, limit=args.n_strips, seed=args.seed)
+        if hasattr(judge, "check_strip"):  # e.g. ground truth needs captions: checked on the first strip now
+            first = strips[0]
+            judge.check_strip(first.captions, first.meta.get("attributes"))
         overlap = [] if args.allow_overlap else ranking.overlap_ids(strips.ids, spec.base)
         if overlap:  # by name now; by pixels as each strip is read
             from ..evaluation.runner import overlap_error

@@ -225,8 +225,10 @@ def check_heads(spec: "HeadSpec", ranking: "Ranking | None") -> None:
 def select_heads(spec: "HeadSpec", gm: "GazeModel", ranking: "Ranking | None") -> "HeadSet":
     if ranking is not None:
         ranking.check_compatible(gm)
-        return spec.select(ranking)
-    return spec.select(gm.shape)
+        return ranking.select(spec)
+    from ..heads import select_heads
+
+    return select_heads(spec, None, gm.shape)
 
 
 def steer_spec(args: argparse.Namespace, base: "SteerSpec | None" = None) -> "SteerSpec":

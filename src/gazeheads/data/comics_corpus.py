@@ -18,6 +18,7 @@ from ..errors import DataError
 from ..layout import StripLayout
 from .folder import natural_key
 from .strips import IMAGE_SUFFIXES, Strip, open_image, stitch
+from .stripset import StripSet
 
 PANEL_NAME = re.compile(r"^(\d+)_(\d+)$")
 EDGE_PAGES = 5  # pages skipped at each end of a comic ...
@@ -83,8 +84,6 @@ def corpus_strip_set(root: str | Path, start: int, stop: int, layout: StripLayou
     The sample order depends only on the corpus and `seed`, so slices of one seed are disjoint.
     The comic_id of a strip is "<comic_id>/<page>:<first_panel>".
     """
-    from .spec import StripSet
-
     candidates = candidate_pages(root, layout.n_panels)
     if not candidates:
         raise DataError(

@@ -16,6 +16,7 @@ from PIL import Image
 from ..errors import DataError
 from ..layout import StripLayout
 from .strips import Strip, open_image, panel_files, panel_index, stitch
+from .stripset import StripSet
 
 CAPTIONS_FILE = "captions.json"
 
@@ -88,8 +89,6 @@ def list_comics(root: str | Path, n_panels: int = 6) -> list[Path]:
 
 def folder_strip_set(root: str | Path, start: int, stop: int | None, layout: StripLayout, *, source: str):
     """The comics under `root` (or `root` itself when it holds panels), rows [start:stop], read on demand."""
-    from .spec import StripSet
-
     root = Path(root)
     folders = [root] if _has_panels(root) else list_comics(root, layout.n_panels)
     chosen = folders[start:stop]

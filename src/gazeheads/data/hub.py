@@ -29,6 +29,7 @@ from ..errors import DataError
 from ..layout import StripLayout
 from .folder import save_strip_folder
 from .strips import Strip, open_image, stitch
+from .stripset import StripSet
 
 DEFAULT_DATASET = "baulab/openai-comic-strips"
 ID_COLUMN = "comic_id"
@@ -240,8 +241,6 @@ def hub_strip_set(name: str, split: str, start: int, stop: int | None, layout: S
 
     Opening the dataset and checking its columns happen now; a row is decoded when its strip is used.
     """
-    from .spec import StripSet
-
     data = open_dataset(name, split, dataset)
     columns = find_columns(_column_names(data), layout.n_panels)
     if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):

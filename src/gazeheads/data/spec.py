@@ -17,11 +17,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, overload
 
 from ..errors import DataError
 from ..layout import StripLayout
 from .strips import Strip
+from .stripset import StripSet
 
 SYNTH_DEFAULT_SEED = 100_000
 DEFAULT_HUB_DATASET = "baulab/openai-comic-strips"
@@ -120,43 +120,6 @@ def spec_base(text: str) -> str:
 
 def strip_digest(strip: Strip) -> str:
     return strip.digest
-
-
-class StripSet(Sequence[Strip]):
-    """Strips read on demand: `len()` is known up front, each strip is loaded when indexed."""
-
-    def __init__(self, ids: Sequence[str], load: Callable[[int], Strip], source: str) -> None:
-        self._ids = list(ids)
-        self._load = load
-        self.source = source
-
-    @property
-    def ids(self) -> list[str]:
-        return list(self._ids)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    @overload
-    def __getitem__(self, index: int) -> Strip: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> "StripSet": ...
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            rows = list(range(len(self._ids)))[index]
-            return StripSet([self._ids[r] for r in rows], lambda i, rows=rows: self._load(rows[i]), self.source)
-        if index < 0:
-            index += len(self._ids)
-        if not 0 <= index < len(self._ids):
-            raise IndexError(index)
-        strip = self._load(index)
-        strip.meta.setdefault("spec", self.source)
-        return strip
-
-    def __iter__(self) -> Iterator[Strip]:
-        return (self[i] for i in range(len(self._ids)))
 
 
 def resolve_comics(spec: str | Path | ComicsSpec, layout: StripLayout | None = None, limit: int | None = None,

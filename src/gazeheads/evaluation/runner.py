@@ -112,11 +112,11 @@ def condition_plan(ranking: Ranking, settings: EvalSettings) -> list[tuple[str, 
     if settings.protocol == "topk":
         plan = []
         for k in sorted({min(k, total) for k in settings.topk}):
-            plan.append(("gaze", k, replace(spec, kind="gaze", k=k).select(ranking)))
+            plan.append(("gaze", k, ranking.select(replace(spec, kind="gaze", k=k))))
             if "random" in settings.conditions:
-                plan.append(("random", k, replace(spec, kind="random", k=k).select(ranking)))
+                plan.append(("random", k, ranking.select(replace(spec, kind="random", k=k))))
         return plan
-    chosen = [(c, replace(spec, kind=c).select(ranking)) for c in settings.conditions]
+    chosen = [(c, ranking.select(replace(spec, kind=c))) for c in settings.conditions]
     return [(c, len(heads), heads) for c, heads in chosen]
 
 

@@ -195,5 +195,5 @@ class JudgeSpec:
 
 
 def parse_judge_spec(text: str) -> JudgeSpec:
-    """`JudgeSpec.parse` as a function, e.g. for argparse's `type=` (errors are JudgeErrors)."""
+    """`JudgeSpec.parse` as a function, e.g. as a command-line option type (errors are JudgeErrors)."""
     return JudgeSpec.parse(text)

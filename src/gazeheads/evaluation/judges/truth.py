@@ -143,6 +143,11 @@ class GroundTruthJudge(Judge):
             return self._name_object(item)
         return self._name_panel(item)
 
+    def check_strip(self, captions, attributes) -> None:
+        """Before any generation: a strip must carry captions or attributes for this judge to place answers."""
+        if captions is None and attributes is None:
+            self.panel_captions(JudgeItem(text=""))
+
     def panel_captions(self, item: JudgeItem) -> list[str]:
         """Captions given, else built from attributes ("caption" or the attribute_keys joined)."""
         if item.captions is not None:
