@@ -239,8 +239,12 @@ def test_bias_changes_exactly_the_chosen_heads(run):
     and each now puts at least 99% of its image attention on the target."""
     captured, eager = run.result("steered"), run.result("eager")
     chosen = {head for _, head in run.heads()}
-    departed = (captured[1][0] - eager[1][0]).abs().amax(-1) > ATOL[run.dtype]
-    assert set(departed.nonzero().flatten().tolist()) == chosen
+    # changed: the chosen heads' rows move by a large total variation (a diffuse head over ~2,000 keys
+    # moves by less than ATOL per key even when fully steered); unchanged: every other head within ATOL
+    moved = (captured[1][0] - eager[1][0]).abs().sum(-1) > 0.1
+    kept = (captured[1][0] - eager[1][0]).abs().amax(-1) <= ATOL[run.dtype]
+    assert set(moved.nonzero().flatten().tolist()) == chosen
+    assert set((~kept).nonzero().flatten().tolist()) <= chosen
     assert float((captured[0] - eager[0]).abs().max()) <= ATOL[run.dtype]  # the layer before: untouched
     geometry = run.encoded.geometries[0]
     with warnings.catch_warnings():
