@@ -238,9 +238,9 @@ def floor_inputs(gm: gh.GazeModel, strip) -> dict:
 def floor_forward(gm: gh.GazeModel, prepared: dict) -> None:
     base = gm.adapter.base_model(gm.model)
     with torch.inference_mode():
-        cache = base(**prepared["prefix"], use_cache=True).past_key_values
+        cache = base(**prepared["prefix"], use_cache=True).cache
         cache.batch_repeat_interleave(prepared["n"])
-        base(input_ids=prepared["suffix_ids"], position_ids=prepared["suffix_pos"], past_key_values=cache,
+        base(input_ids=prepared["suffix_ids"], position_ids=prepared["suffix_pos"], cache=cache,
              use_cache=True)
 
 

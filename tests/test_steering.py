@@ -279,12 +279,12 @@ def test_sliding_window_layers_keep_their_positions_when_the_cache_drops_keys():
     def run(cache):
         with gh.steer(gm, heads, gh.Panel(2), enc), gh.track(gm, heads, enc) as tracker, torch.inference_mode():
             out = gm.model.generate(**enc.inputs, max_new_tokens=5, do_sample=False, output_logits=True,
-                                    return_dict_in_generate=True, past_key_values=cache,
+                                    return_dict_in_generate=True, cache=cache,
                                     pad_token_id=gm.tokenizer.pad_token_id)
         return out, tracker.trace()
 
     windowed, windowed_trace = run(DynamicCache(config=model.config.text_config))
-    assert windowed.past_key_values.layers[0].keys.shape[-2] < windowed.sequences.shape[1] - 1  # keys were dropped
+    assert windowed.cache.layers[0].keys.shape[-2] < windowed.sequences.shape[1] - 1  # keys were dropped
     full, full_trace = run(DynamicCache())
     assert torch.equal(windowed.sequences, full.sequences)
     assert max((a - b).abs().max().item() for a, b in zip(windowed.logits, full.logits)) <= 1e-5

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +26,7 @@ from transformers.cache_utils import DynamicLayer
 from . import hook, prompts
 from .data.strips import Strip
 from .errors import DataError, RegionError
-from .files import write_text
+from .files import atomic_write, write_text
 from .model import Encoded, GazeModel, is_per_token
 from .ranking import Ranking, StripIdentity
 from .regions import Panel
@@ -233,9 +232,7 @@ def discover(
         except RegionError as exc:
             raise RegionError(f"Strip {strip.comic_id!r}: {exc.problem}", exc.fix) from None
         if saved is not None:
-            tmp = saved.with_suffix(".tmp.npy")
-            np.save(tmp, matrices)
-            os.replace(tmp, saved)
+            atomic_write(saved, lambda tmp: np.save(tmp, matrices))
         per_strip.append(matrices)
     return Ranking.from_matrices(
         np.stack(per_strip),

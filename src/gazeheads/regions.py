@@ -7,6 +7,7 @@ prompt and which pixels each token covers, and turns a region into token positio
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Sequence, Union
@@ -25,6 +26,9 @@ class Panel:
     index: int
 
     def __post_init__(self) -> None:
+        if isinstance(self.index, bool) or not isinstance(self.index, int):
+            raise RegionError(f"Panel({self.index!r}): the panel number must be a whole number.",
+                              "Write e.g. Panel(3) (panels are counted from 1 at the left).")
         if self.index < 1:
             raise RegionError(f"Panel({self.index}) is not a panel.", "Panels are counted from 1 at the left.")
 
@@ -39,6 +43,11 @@ class Box:
     y1: float
 
     def __post_init__(self) -> None:
+        for name in ("x0", "y0", "x1", "y1"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise RegionError(f"Box {name}={value!r} is not a finite number of pixels.",
+                                  "Write e.g. Box(10, 20, 110, 80) in pixels of the image as given.")
         if not (self.x1 > self.x0 and self.y1 > self.y0):
             raise RegionError(f"{self} has no area.", "Give x0 < x1 and y0 < y1.")
 
@@ -57,7 +66,18 @@ class Schedule:
     entries: tuple[tuple[int, Region], ...]
 
     def __init__(self, entries: Sequence[tuple[int, Region]]) -> None:
-        ordered = tuple(sorted(((int(s), r) for s, r in entries), key=lambda e: e[0]))
+        try:
+            pairs = [(step, region) for step, region in entries]
+        except (TypeError, ValueError):
+            raise RegionError(f"A schedule must be a list of (step, region) pairs, got {entries!r}.",
+                              "Write e.g. Schedule([(0, Panel(3)), (20, Panel(1))]).") from None
+        for step, region in pairs:
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise RegionError(f"Schedule step {step!r} is not a generation step.",
+                                  "Steps are whole numbers from 0 (the first generated token).")
+            if not isinstance(region, (Panel, Box)):
+                raise RegionError(f"Schedule target {region!r} is not a region.", "Use Panel(k) or Box(x0, y0, x1, y1).")
+        ordered = tuple(sorted(pairs, key=lambda e: e[0]))
         if not ordered:
             raise RegionError("An empty schedule.", "Give at least one (step, region) pair.")
         if ordered[0][0] != 0:
@@ -73,6 +93,8 @@ class Schedule:
     @classmethod
     def every(cls, n_tokens: int, regions: Sequence[Region]) -> "Schedule":
         """Switch to the next region every `n_tokens` generated tokens."""
+        if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 1:
+            raise RegionError(f"A schedule that switches every {n_tokens!r} tokens.", "Switch every 1 or more tokens.")
         return cls([(i * n_tokens, region) for i, region in enumerate(regions)])
 
 

@@ -18,8 +18,15 @@ from . import data, demo, discover, evaluate, options, presence, run, steer, tra
 COMMANDS = (discover, steer, track, evaluate, presence, demo, run, data, train_tiny)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with gazeheads' error style: the problem, then the fix, exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message}\nfix: see `{self.prog} --help` for the accepted options and values\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gazeheads", description="Discover, steer and track the gaze heads of vision-language models.")
     from .. import __version__
 

@@ -143,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
         options.readable_file(args.coco_instances, "--coco-instances")
         if not Path(args.coco_images).is_dir():
             raise GazeheadsError(f"--coco-images {args.coco_images} is not a folder.", "Give the image folder.")
+        from ..evaluation.coco import load_instances
+
+        load_instances(args.coco_instances)  # a malformed or empty file fails now, not after the model loads
     if args.rejudge:
         rejudge(out, judge, strips or [], coco=(args.coco_instances, args.coco_images))
     else:

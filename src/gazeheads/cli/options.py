@@ -161,15 +161,62 @@ def require_positive(args: argparse.Namespace, *names: str) -> None:
 def model_layout(args: argparse.Namespace) -> "ModelLayout":
     """The model's layout (gazeheads.json or defaults) with --strip-height/--strip-gap/--n-panels applied.
 
-    Reads no weights, so it can be checked before the model loads."""
+    Reads no weights, so it can be checked before the model loads (the --model value is checked too)."""
     from dataclasses import replace
 
     from ..layout import read_layout
 
+    check_model_source(getattr(args, "model", None))
     layout = read_layout(getattr(args, "model", None))
     strip = layout.strip.replace(height=getattr(args, "strip_height", None), gap=getattr(args, "strip_gap", None),
                                  n_panels=getattr(args, "n_panels", None))
     return replace(layout, strip=strip)
+
+
+def check_model_source(model: str | None) -> None:
+    """--model must be a bundled name, a model folder (with config.json) or something shaped like a hub id."""
+    if model is None:
+        return
+    from ..assets import bundled_models
+
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise GazeheadsError(f"--model {model} is a file, not a model folder.",
+                                 "Give the folder that holds config.json and the weights, or a hub id.")
+        if not (path / "config.json").is_file():
+            raise GazeheadsError(f"--model {model} holds no config.json: it is not a model folder.",
+                                 "Give the folder written by save_pretrained (config.json, weights, processor files).")
+        return
+    if model in bundled_models():
+        return
+    looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
+    if looks_like_path:
+        raise GazeheadsError(f"--model {model}: no such folder.", "Check the path, or give a hub id like "
+                                                                    "Qwen/Qwen3-VL-2B-Instruct.")
+
+
+def check_target_fits(target, image) -> None:
+    """A --panel or --schedule panel beyond the strip's panels, or a --box off the image, fails now."""
+    from ..data.strips import Strip
+    from ..regions import Box, Panel, Schedule
+
+    if target is None:
+        return
+    regions = [r for _, r in target.entries] if isinstance(target, Schedule) else [target]
+    width, height = (image.image if isinstance(image, Strip) else image).size
+    for region in regions:
+        if isinstance(region, Panel):
+            if not isinstance(image, Strip):
+                raise GazeheadsError(f"{region} needs a comic strip, and --image is one picture.",
+                                     "Pass --comic (a strip), or target a --box of the image.")
+            if region.index > image.n_panels:
+                raise GazeheadsError(f"Panel {region.index} asked of a {image.n_panels}-panel strip.",
+                                     f"Choose a panel from 1 to {image.n_panels}.")
+        elif isinstance(region, Box):
+            if region.x1 <= 0 or region.y1 <= 0 or region.x0 >= width or region.y0 >= height:
+                raise GazeheadsError(f"--box {region.x0:g},{region.y0:g},{region.x1:g},{region.y1:g} lies outside the "
+                                     f"{width} x {height} px image.", f"Give a box inside 0,0,{width},{height}.")
 
 
 def check_device(args: argparse.Namespace) -> None:

@@ -37,6 +37,7 @@ def prepare(args: argparse.Namespace):
     spec = options.head_spec(args, layout)
     options.check_heads(spec, ranking)
     target = options.target(args)
+    options.check_target_fits(target, image)
     steering = options.steer_spec(args)
     options.check_device(args)
     gm = options.load_model(args, layout)

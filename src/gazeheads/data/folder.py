@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..errors import DataError
 from ..layout import StripLayout
-from .strips import Strip, open_image, panel_files, panel_index, stitch
+from .strips import Strip, check_image_header, open_image, panel_files, panel_index, stitch
 from .stripset import StripSet
 
 CAPTIONS_FILE = "captions.json"
@@ -95,8 +95,9 @@ def folder_strip_set(root: str | Path, start: int, stop: int | None, layout: Str
     if not chosen:
         raise DataError(f"{root} holds {len(folders)} comic(s); the slice [{start}:{stop}] selects none.",
                         f"Choose rows below {len(folders)}.")
-    for folder in chosen:  # missing or extra panels fail now, before any work
-        panel_files(folder, layout.n_panels)
+    for folder in chosen:  # missing, extra, unreadable or oversized panels fail now, before any work
+        for path in panel_files(folder, layout.n_panels):
+            check_image_header(path)
     return StripSet([f.name for f in chosen], lambda i: load_strip(chosen[i], layout), source)
 
 

@@ -121,8 +121,10 @@ def open_image(path: str | Path, *, max_pixels: int = MAX_PANEL_PIXELS) -> Image
             return img.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"Image not found: {path}", "Check the path.") from None
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"{path} is too large to decode safely ({exc}).", _SHRINK) from None
+    except Image.DecompressionBombError:
+        raise DataError(f"{path} declares more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP, over the "
+                        f"{max_pixels / 1e6:.0f} MP budget for one image (a decompression bomb's shape).", _SHRINK) \
+            from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(
             f"Cannot read image {path}: {exc}", "Replace it with a valid PNG, JPEG, WebP or BMP file."
@@ -130,6 +132,19 @@ def open_image(path: str | Path, *, max_pixels: int = MAX_PANEL_PIXELS) -> Image
 
 
 _SHRINK = "Shrink the image (e.g. to at most 4096 px on its longest side) and try again."
+
+
+def check_image_header(path: str | Path, max_pixels: int = MAX_PANEL_PIXELS) -> None:
+    """Read only the header of an image file and refuse it now if it is over the pixel budget."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            check_pixels(img.size, str(path), max_pixels)
+    except Image.DecompressionBombError:
+        open_image(path, max_pixels=max_pixels)  # raises the same DataError as reading it would
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"Cannot read image {path}: {exc}", "Replace it with a valid PNG, JPEG, WebP or BMP file.") \
+            from None
 
 
 def check_pixels(size: tuple[int, int], what: str, max_pixels: int = MAX_PANEL_PIXELS) -> None:

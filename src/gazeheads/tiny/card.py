@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..files import write_text
 from ..ranking import Ranking
 from . import model_path
 
@@ -115,8 +116,8 @@ def update_card(run_dir: Path, model_dir: Path) -> Path:
         text = text[:start] + section + (text[nxt + 1 :] if nxt >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    card.write_text(text)
-    (model_dir / "README.md").write_text(text)
+    write_text(card, text)
+    write_text(model_dir / "README.md", text)
     return card
 
 
