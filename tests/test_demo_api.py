@@ -122,7 +122,7 @@ def test_page_and_static_files(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    assert '<canvas id="overlay">' in page.text
+    assert '<canvas id="overlay"' in page.text
     for name, kind in (("app.js", "javascript"), ("style.css", "text/css")):
         response = client.get(f"/static/{name}")
         assert response.status_code == 200 and kind in response.headers["content-type"]
@@ -264,6 +264,47 @@ def test_uploads_are_kept_in_memory_only_and_bounded(gm, ranking, tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
+def test_uploads_are_decoded_on_a_few_threads_and_429_beyond_the_waiting_room():
+    from gazeheads.demo.library import Library, UploadError
+
+    library = Library([], Limits(decoders=1, max_waiting=1))
+    try:
+        release = threading.Event()
+        first = library.decoding(release.wait, 30)  # holds the only decoder
+        second = library.decoding(lambda: threading.current_thread().name)  # waits
+        with pytest.raises(UploadError) as refused:
+            library.decoding(lambda: None)
+        assert refused.value.status == 429 and "1 at a time" in refused.value.problem
+        release.set()
+        assert first.result(timeout=30) is True
+        assert second.result(timeout=30).startswith("gazeheads-decode")
+        assert library.decoding(lambda: "room again").result(timeout=30) == "room again"
+    finally:
+        library.close()
+
+
+def test_large_uploads_are_shrunk_while_decoding_and_turned_upright():
+    from gazeheads.demo.library import decode_upload
+
+    limits = Limits(max_side=256)
+    for fmt, mode in (("JPEG", "RGB"), ("PNG", "RGBA"), ("PNG", "P"), ("WEBP", "RGB"), ("BMP", "L")):
+        buffer = io.BytesIO()
+        Image.new(mode, (2000, 1000), 90).save(buffer, format=fmt)
+        image = decode_upload(buffer.getvalue(), limits)
+        assert image.mode == "RGB" and image.size == (256, 128), (fmt, mode, image.size)
+    # a phone photo stored sideways (EXIF orientation 6: rotate 90 degrees clockwise to show)
+    photo = Image.new("RGB", (400, 200), (0, 0, 0))
+    photo.paste((255, 0, 0), (0, 0, 40, 200))  # the stored left edge is red
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", exif=exif, quality=95)
+    upright = decode_upload(buffer.getvalue(), limits)
+    assert upright.size == (128, 256)
+    red, green, blue = upright.getpixel((64, 5))
+    assert red > 200 and green < 60 and blue < 60  # the red edge is now at the top
+
+
 # generation ---------------------------------------------------------------------------------------
 
 
@@ -343,6 +384,12 @@ def test_generate_rejects_malformed_requests(client, body, where):
     status, (error,) = generate(client, **body)
     assert status == 422
     assert any(where in [str(part) for part in item["loc"]] for item in error["detail"]), error
+
+
+def test_a_refused_request_is_explained_in_words(client):
+    status, (error,) = generate(client, target={"kind": "panel", "index": 3}, k=0)
+    assert status == 422
+    assert error["message"].startswith("The request was not accepted (k: Input should be greater than")
 
 
 @pytest.mark.parametrize("body,message", [
@@ -514,6 +561,41 @@ def test_one_generation_at_a_time_and_a_bounded_queue(server):
         wait_until(lambda: _status(http, url)["running"] is None and _status(http, url)["waiting"] == 0)
 
 
+def test_fifty_clients_at_once_get_a_stream_or_a_429_with_a_reason(server):
+    import httpx
+
+    url, _ = server  # one running and one waiting generation at most
+    body = {"image_id": STRIP, "target": {"kind": "panel", "index": 2}, "max_new_tokens": 40, "token_delay_ms": 50}
+    gate = threading.Barrier(50)
+    results: list = []
+
+    def visitor() -> None:
+        try:
+            with httpx.Client(timeout=60) as http:
+                gate.wait()
+                with http.stream("POST", f"{url}/api/generate", json=body) as response:
+                    if response.status_code == 200:
+                        results.append((200, EventReader(response).next()["type"]))
+                    else:
+                        response.read()
+                        results.append((response.status_code, response.json()["detail"]))
+        except Exception as exc:  # noqa: BLE001 - counted as an error
+            results.append(("error", repr(exc)))
+
+    threads = [threading.Thread(target=visitor) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == 50
+    assert [r for r in results if r[0] not in (200, 429)] == []  # no errors
+    served = [r for r in results if r[0] == 200]
+    assert 1 <= len(served) <= 2 and all(kind == "queued" for _, kind in served)
+    assert all("queue" in detail for status, detail in results if status == 429)
+    with httpx.Client(timeout=30) as http:  # the visitors left: their generations are cancelled
+        wait_until(lambda: _status(http, url)["running"] is None and _status(http, url)["waiting"] == 0)
+
+
 def test_a_waiting_generation_whose_client_leaves_never_runs(server):
     import httpx
 
@@ -562,6 +644,32 @@ def test_startup_ranking_on_synthetic_strips(gm):
 
     ranking = startup_ranking(gm, n_strips=1)
     assert ranking.shape == gm.shape and ranking.n_strips == 1 and ranking.n_panels == 6
+
+
+def test_an_existing_ranking_of_the_same_model_is_found_under_runs(gm, ranking, tmp_path):
+    import os
+
+    from gazeheads.demo import find_ranking, find_ranking_file
+
+    assert find_ranking(gm, tmp_path / "nothing") is None
+    runs = tmp_path / "runs"
+    model, processor = make_qwen("qwen3_vl", layers=2, heads=8, kv_heads=4, seed=4)
+    other = gh.GazeModel(model, processor, name="other weights, same shape")
+    rng = np.random.default_rng(5)
+    older = ranking.save(runs / "older" / "ranking.json")
+    newer = Ranking.from_matrices(rng.random((3, 2, 8, 6, 6)), model=gm, source="synth")
+    newer_path = newer.save(runs / "newer" / "ranking.json")
+    foreign = Ranking.from_matrices(rng.random((1, 2, 8, 6, 6)), model=other, source="synth")
+    foreign_path = foreign.save(runs / "foreign" / "ranking.json")
+    (runs / "broken").mkdir()
+    (runs / "broken" / "ranking.json").write_text("{not a ranking")
+    now = time.time()
+    for age, path in ((300, older), (200, newer_path), (100, foreign_path), (0, runs / "broken" / "ranking.json")):
+        os.utime(path, (now - age, now - age))
+    assert find_ranking_file(gm, runs) == newer_path  # the newest of this model, not another model's
+    found = find_ranking(gm, runs)
+    assert found.n_strips == 3 and np.allclose(found.matrices, newer.matrices) and found.source == "synth"
+    assert find_ranking_file(other, runs) == foreign_path
 
 
 def test_ranking_of_another_model_is_refused(gm, ranking):

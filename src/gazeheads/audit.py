@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:
     from .heads import HeadSet
@@ -78,15 +78,20 @@ def describe_target(target: Any) -> Any:
 
 
 def record_steering(sink: AuditSink | None, gm: "GazeModel", heads: "HeadSet", schedules: Sequence,
-                    target: Any, spec: "SteerSpec", *, client: str = "api") -> None:
-    """Write one steering event to `sink`, else to the process-wide sink, else nowhere."""
+                    target: Any, spec: "SteerSpec", *, client: str = "api", event: str = "steer",
+                    details: Mapping[str, Any] | None = None) -> None:
+    """Write one steering event to `sink`, else to the process-wide sink, else nowhere.
+
+    `event` names the action ("steer" when steering starts, "retarget" when a running
+    steering moves); `details` adds fields (e.g. the step a retarget applies from)."""
     sink = sink if sink is not None else _process_sink
     if sink is None:
         return
     sink.write({
+        **(details or {}),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "unix_time": time.time(),
-        "event": "steer",
+        "event": event,
         "client": client,
         "model": gm.name,
         "fingerprint": gm.fingerprint(),

@@ -1,8 +1,9 @@
 """The interactive steering demo: steer the gaze heads with the cursor, live, in a browser.
 
 A local web app (FastAPI on uvicorn, one hand-written page): pick a strip or upload an image,
-aim a spotlight or drag a box, and watch the answer stream while the target follows the
-cursor. See :func:`gazeheads.demo.server.create_app` for the API and `gazeheads demo` to serve it.
+aim a spotlight or drag a box (pin it with a click, or aim from the keyboard), and watch the
+answer stream while the target moves. See :func:`gazeheads.demo.server.create_app` for the
+API, `gazeheads demo` to serve it, and docs/demo.md for the page, access tokens and the audit log.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def find_ranking(gm: "GazeModel", runs: str | Path = "runs") -> "Ranking | None":
-    """The newest ranking under `runs` (e.g. written by `gazeheads run`) made on this very model, or None."""
+def find_ranking_file(gm: "GazeModel", runs: str | Path = "runs") -> Path | None:
+    """The newest `runs/*/ranking.json` (e.g. written by `gazeheads run`) made on this very model
+    (same weights fingerprint and head shape), or None."""
     from ..errors import GazeheadsError
     from ..ranking import Ranking
 
@@ -44,9 +46,16 @@ def find_ranking(gm: "GazeModel", runs: str | Path = "runs") -> "Ranking | None"
         except GazeheadsError:
             continue
         if ranking.fingerprint == fingerprint and ranking.shape == gm.shape:
-            ranking.source = str(path)
-            return ranking
+            return path
     return None
+
+
+def find_ranking(gm: "GazeModel", runs: str | Path = "runs") -> "Ranking | None":
+    """The ranking of :func:`find_ranking_file`, loaded, or None (the demo then discovers one at start-up)."""
+    from ..ranking import Ranking
+
+    path = find_ranking_file(gm, runs)
+    return Ranking.load(path) if path is not None else None
 
 
 def startup_ranking(gm: "GazeModel", n_strips: int = len(DISCOVERY_SEEDS)) -> "Ranking":
