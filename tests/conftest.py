@@ -78,3 +78,17 @@ def live_server(app, timeout: float = 60.0):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+SLOW_MODULES = {"test_demo_e2e", "test_demo_memory", "test_demo_access", "test_replicas", "test_bundled_model",
+                "test_one_way", "test_evaluation", "test_docs", "test_benchmarks"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the slow suites (`pytest -m "not slow"` is the quick run; CI runs everything)."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if module == "test_demo_e2e":
+            item.add_marker(pytest.mark.browser)

@@ -137,9 +137,10 @@ def test_every_comics_form_works_in_run_and_demo(forms, fake_hub, tmp_path, monk
     import uvicorn
 
     served = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.setdefault("app", app))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.setdefault("app", self.config.app))
     for form in ("folder", "hf", "comics", "synth"):
-        assert cli.main(["demo", "--comics", forms[form][0], "--port", "0", "--runs", str(tmp_path)]) == 0
+        assert cli.main(["demo", "--comics", forms[form][0], "--port", "0", "--runs", str(tmp_path),
+                         "--audit-log", str(tmp_path / "audit.jsonl")]) == 0
         from fastapi.testclient import TestClient
 
         with TestClient(served.pop("app"), base_url="http://127.0.0.1") as client:
