@@ -131,12 +131,14 @@ def _overview_caption(data: RunData, groups) -> str:
     k = data.k()
     heads = ", ".join(data.condition_name(c, k if c != "all" else data.n_heads())
                       for c in STEERED if any(r["condition"] == c for r in data.rows))
+    boxes = any(p == "coco" for p, _ in groups)
+    chance = "1/N for strips of N panels" + ("; for boxes, naming a random one of the kinds of object in the image"
+                                             if boxes and data.chance("coco") is not None else "")
     return (f"Share of steered answers that describe the steered-to target, per protocol and head set ({heads}); "
-            f"bars give the accuracy in percent with 95% bootstrap intervals that resample whole strips (scenes). "
-            f"Dotted: chance (1/N for strips of N panels; for boxes, naming a random one of the kinds of object "
-            f"in the image). Dashed: the unsteered answers scored against the same targets "
-            f"(what an intervention that changes nothing scores). Lower panel: share of junk answers (empty, "
-            f"repetitive or describing nothing), which count as misses. Data: {amounts}.")
+            f"bars give the accuracy in percent with 95% bootstrap intervals that resample whole strips"
+            f"{' (scenes)' if boxes else ''}. Dotted: chance ({chance}). Dashed: the unsteered answers scored "
+            f"against the same targets (what an intervention that changes nothing scores). Lower panel: share of "
+            f"junk answers (empty, repetitive or describing nothing), which count as misses. Data: {amounts}.")
 
 
 def per_panel(data: RunData) -> Figure | None:

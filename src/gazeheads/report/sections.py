@@ -149,7 +149,7 @@ def _results_table(data: RunData) -> Table:
 def _protocol_section(data: RunData, protocol: str, pictures: examples.Pictures) -> ReportSection:
     name = data.protocol_name(protocol)
     question = data.question(protocol)
-    intro = f'Question: "{question}".' if question else ""
+    intro = f'Question: "{question}"' if question else ""
     figs: list[Figure] = []
     tables: list[Table] = []
     rows = data.rows_of(protocol)
@@ -176,7 +176,7 @@ def _protocol_section(data: RunData, protocol: str, pictures: examples.Pictures)
                               f"{r['spearman_mean']:.2f} ± {r['spearman_std']:.2f}", str(r["spearman_undefined"])]
                              for r in rows],
                             "Rank correlation per strip between the schedule and the judged panels."))
-        intro += (" The target moves through a derangement of the panels (no panel in its reading-order place), "
+        intro += ("\n\nThe target moves through a derangement of the panels (no panel in its reading-order place), "
                   "one segment each; every segment is judged on its own.")
         table = examples.dynamic_examples(data, pictures)
         tables += [table] if table else []
