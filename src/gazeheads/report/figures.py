@@ -211,16 +211,18 @@ def unsteered_panels(data: RunData) -> Figure | None:
                     choice = (verdict or {}).get("choice")
                     if choice and not verdict.get("junk") and 1 <= choice <= n_panels:
                         counts[choice - 1, i] += 1
-            image = ax.imshow(counts / max(len(found), 1), cmap="Greys", vmin=0, vmax=1, origin="lower")
+            shares = counts / np.maximum(counts.sum(0, keepdims=True), 1)  # of the placed segments at each position
+            image = ax.imshow(shares, cmap="Greys", vmin=0, vmax=1, origin="lower")
             ticks = [str(i + 1) for i in range(n_panels)]
             ax.set_xticks(range(n_panels), ticks)
             ax.set_yticks(range(n_panels), ticks)
             ax.set_xlabel("segment of the narration")
             ax.set_ylabel("panel it describes")
-            fig.colorbar(image, ax=ax, label="share of strips", shrink=0.85)
+            fig.colorbar(image, ax=ax, label="share of placed segments", shrink=0.85)
             in_order = np.trace(counts) / max(counts.sum(), 1)
-            sentences.append(f"{data.protocol_name(protocol).lower()}: {percent(in_order, 0)} of the placed segments "
-                             f"describe the panel in reading order")
+            sentences.append(f"{data.protocol_name(protocol).lower()}: {percent(in_order, 0)} of the "
+                             f"{int(counts.sum())} placed segments (of {len(found) * n_panels}) describe the panel "
+                             f"in reading order")
         else:
             labels = [str(i + 1) for i in range(n_panels)] + ["junk", "not placed"]
             counts = {**dict.fromkeys(labels, 0), **described_panels(found)}
