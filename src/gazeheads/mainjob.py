@@ -162,10 +162,7 @@ def run_main_job(config: MainJobConfig) -> int:
 
     print(f"[1/4] discovery on {len(discover_strips)} strips")
     ranking = discover(gm, discover_strips, checkpoint_dir=out / "discovery-checkpoint", source=plan.discover_spec)
-    ranking.save(out / "ranking.json")
-    plots.score_histogram(ranking, out / "discovery_score_histogram.png", top_k=k)
-    plots.score_map(ranking, out / "discovery_score_map.png", top_k=k)
-    plots.panel_matrices(ranking, out / "discovery_panel_matrices.png")
+    ranking.save(out / "ranking.json")  # the report draws its figures (discovery_*.png)
 
     store = open_store(out, ProcessInfo(), resume=not config.restart, restart=config.restart)
     common = dict(heads=heads, strips_per_batch=plan.strips_per_batch)
@@ -198,8 +195,8 @@ def run_main_job(config: MainJobConfig) -> int:
                 "seed": config.seed, "discover_strips": len(discover_strips), "eval_strips": len(eval_strips),
                 "scenes": plan.scenes, "judge": str(judge_spec), "layout": plan.layout.to_dict(),
                 "data": plan.split_note, "steering": used, "config": asdict(config)}
-    rows = finish(out, ProcessInfo(), title=f"gazeheads run: {gm.name}", settings=settings,
-                  extra={"tracking": tracking, "run_seconds": round(time.time() - started, 1)})
+    rows = finish(out, ProcessInfo(), title=f"Gaze heads of {gm.name}", settings=settings,
+                  extra={"tracking": tracking, "run_seconds": round(time.time() - started, 1)}, strips=eval_strips)
     print(f"done in {time.time() - started:.0f} s")
     print("wrote " + ", ".join(str(out / f) for f in ("ranking.json", "generations.jsonl", "summary.json",
                                                         "report.html")))
@@ -243,8 +240,11 @@ def track_examples(gm: "GazeModel", ranking: "Ranking", strip, out: Path, heads,
         traces[name] = tracker.trace()
     tokens = gm.tokenizer.convert_ids_to_tokens(ids[0])[: traces["gaze"].raw.shape[1]]
     text = gm.decode(ids)[0]
+    separator = "." if plan.layout.synthetic else None  # the bundled model narrates "caption . caption ."
     plots.tracking_pair(traces["gaze"], traces["control"], out / "tracking_unsteered.png", tokens=tokens,
-                        labels=(gaze.name, control.name), title=f"unsteered narration: {text[:80]}")
+                        labels=(gaze.name, control.name),
+                        transitions=plots.narration_transitions(tokens, strip.n_panels, separator=separator),
+                        title=f"Unsteered narration of {strip.comic_id}, tracked by gaze heads and by control heads")
     order = derangement(strip.n_panels, strip_rng(strip.comic_id, 0))
     schedule = Schedule.every(segment, [Panel(p) for p in order])
     spec = protocol("dynamic").steer
@@ -255,8 +255,9 @@ def track_examples(gm: "GazeModel", ranking: "Ranking", strip, out: Path, heads,
     steered_text = gm.decode(steered_ids)[0]
     plots.tracking_staircase(steered, out / "tracking_steered.png", tokens=steered_tokens,
                              scheduled=plots.scheduled_regions(schedule, steered.raw.shape[1]),
-                             title=f"steered narration ({gaze.name}, schedule {order}, {spec.phase}): "
-                                   f"{steered_text[:60]}")
+                             title=f"STEERED narration of {strip.comic_id}: {gaze.name} forced to panels "
+                                   f"{'-'.join(map(str, order))} ({segment} tokens each, {spec.phase}) and "
+                                   f"tracked by the same heads")
     result = {"strip": strip.comic_id, "question": question, "unsteered": {"text": text, "tokens": tokens,
               "gaze": traces["gaze"].to_dict(), "control": traces["control"].to_dict(),
               "gaze_heads": gaze.name, "control_heads": control.name},

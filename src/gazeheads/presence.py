@@ -144,21 +144,34 @@ def ranking_presence(ranking: "Ranking", k: int | None = None, **options) -> Pre
     return presence_test(ranking.per_strip, min(k, ranking.shape.total), model_id=ranking.model_id, **options)
 
 
+def distinct_names(results: Sequence[PresenceResult]) -> list[str]:
+    """Model names that tell the rows apart: a name shared by several results gets its strips and K,
+    then a number if that is not enough."""
+    names = [r.model_id or "model" for r in results]
+    names = [f"{n} ({r.n_strips} strips, K={r.k})" if names.count(n) > 1 else n for n, r in zip(names, results)]
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if names.count(name) == 1 else f"{name} #{seen[name]}")
+    return out
+
+
 def presence_plot(results: Sequence[PresenceResult], path: str | Path) -> Path:
     """One panel per model: the null distribution of the top-K statistic and the observed value."""
     from . import plots
 
     plt = plots.plt
     n = len(results)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.0), squeeze=False)
-    for ax, result in zip(axes[0], results):
+    fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.4), squeeze=False, layout="constrained")
+    for ax, result, name in zip(axes[0], results, distinct_names(results)):
         if result.null is not None:
             ax.hist(result.null, bins=40, color="#8c8c8c", label="null (shuffled panels)")
         ax.axvline(result.observed, color="#c44e52" if result.present else "#4c72b0", lw=2, label="observed")
         ax.axvline(result.null_q95, color="#555555", ls=":", lw=1, label="null 95%")
-        ax.set_xlabel(f"mean gaze score of the top-{result.k} heads")
-        name = result.model_id if len(result.model_id) <= 38 else result.model_id[:17] + "..." + result.model_id[-18:]
-        ax.set_title(f"{name}\np = {result.p_value:.2e}, effect size {result.effect_size:.1f}", fontsize=8)
+        ax.set_xlabel(f"mean gaze score of the top-{result.k} heads", fontsize=8)
+        ax.set_title(plots.wrap(name, 34) + f"\np = {result.p_value:.2e}, effect size "
+                     f"{result.effect_size:.1f}", fontsize=8)
         ax.legend(fontsize=6)
     axes[0][0].set_ylabel("permutations")
     fig.suptitle("Is there a gaze-head set? (permutation test)", fontsize=9)
@@ -166,10 +179,11 @@ def presence_plot(results: Sequence[PresenceResult], path: str | Path) -> Path:
 
 
 def presence_table(results: Sequence[PresenceResult]) -> str:
-    """A plain-text table, one row per model (full names; p in scientific notation)."""
-    width = max([len("model")] + [len(r.model_id) for r in results])
+    """A plain-text table, one row per model (distinct full names; p in scientific notation)."""
+    names = distinct_names(results)
+    width = max([len("model")] + [len(n) for n in names])
     lines = [f"{'model':<{width}} {'K':>4} {'observed':>9} {'null mean':>9} {'effect':>7} {'p':>9}  verdict"]
-    for r in results:
-        lines.append(f"{r.model_id:<{width}} {r.k:>4} {r.observed:>9.4f} {r.null_mean:>9.4f} {r.effect_size:>7.2f} "
+    for r, name in zip(results, names):
+        lines.append(f"{name:<{width}} {r.k:>4} {r.observed:>9.4f} {r.null_mean:>9.4f} {r.effect_size:>7.2f} "
                      f"{r.p_value:>9.2e}  {'gaze heads present' if r.present else 'no evidence of gaze heads'}")
     return "\n".join(lines)

@@ -2,8 +2,8 @@
 
     RUN/generations.jsonl           every generation with its verdict (merged)
     RUN/generations.rank<r>-of-<w>.jsonl   per-process shards under accelerate launch
-    RUN/summary.json                aggregates with 95% bootstrap intervals
-    RUN/*.png, RUN/report.html      plots and the report
+    RUN/summary.json                aggregates with 95% bootstrap intervals, and what unsteered answers score
+    RUN/*.png, RUN/report.html      plots and the report (drawn by gazeheads.report)
 """
 
 from __future__ import annotations
@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-from .. import plots
 from ..errors import GazeheadsError
 from ..files import write_text
 from .protocols import PROTOCOL_ORDER
 from .store import JsonlStore, merge_shards
-from .summary import format_table, summarise
+from .summary import format_table, summarise, unsteered_rows
+
+if TYPE_CHECKING:
+    from ..data.strips import Strip
+    from ..report import ReportSection
 
 
 @dataclass(frozen=True)
@@ -110,10 +113,14 @@ def open_store(run_dir: Path, process: ProcessInfo, *, resume: bool = False, res
 
 
 def finish(run_dir: Path, process: ProcessInfo, *, title: str, settings: dict, figures: Callable | None = None,
-           echo: bool = True, extra: dict | None = None) -> list[dict] | None:
+           echo: bool = True, extra: dict | None = None, extra_sections: Iterable["ReportSection"] = (),
+           strips: Sequence["Strip"] | None = None, image_root: str | Path | None = None) -> list[dict] | None:
     """Merge shards, write summary.json, plots and report.html (main process only).
 
-    `extra` (e.g. the main job's tracking examples and run time) is kept in summary.json under "run"."""
+    `extra` (e.g. the main job's tracking examples and run time) is kept in summary.json under
+    "run"; summary.json also keeps, under "unsteered", what the unsteered answers score against
+    the same targets. `extra_sections` are appended to the report; `strips` (e.g. the evaluated
+    StripSet) and `image_root` (box-steering images) give its example thumbnails."""
     from ..report import write_report
 
     wait_for_everyone()
@@ -127,30 +134,16 @@ def finish(run_dir: Path, process: ProcessInfo, *, title: str, settings: dict, f
     if not rows:
         raise GazeheadsError(f"{run_dir} holds no judged generations to summarise.",
                              "Check that the run had strips to evaluate (--n-strips, the slice of --comics).")
-    write_text(run_dir / "summary.json", json.dumps({"settings": settings, "results": rows, "run": extra or {}},
-                                                    indent=1))
+    write_text(run_dir / "summary.json", json.dumps({"settings": settings, "results": rows, "run": extra or {},
+                                                    "unsteered": unsteered_rows(records)}, indent=1))
     order = list(PROTOCOL_ORDER)
     protocols = sorted({r["protocol"] for r in rows}, key=lambda p: (order.index(p) if p in order else 9, p))
-    sections = []
-    for name in protocols:
-        sel = [r for r in rows if r["protocol"] == name]
-        recs = [r for r in records if r["protocol"] == name]
-        draw_protocol_figures(run_dir, name, sel, recs)
-        sections.append((name, sel, recs))
+    sections = [(name, [r for r in rows if r["protocol"] == name], [r for r in records if r["protocol"] == name])
+                for name in protocols]
     if figures:
         figures(run_dir, rows, records)
-    write_report(run_dir, title=title, sections=sections, settings=settings, extra=extra or {})
+    write_report(run_dir, title=title, sections=sections, settings=settings, extra=extra or {},
+                 extra_sections=extra_sections, strips=strips, image_root=image_root)
     if echo:
         print(format_table(rows))
     return rows
-
-
-def draw_protocol_figures(run_dir: Path, name: str, rows: list[dict], records: list[dict]) -> None:
-    if not rows:
-        return
-    if name == "topk":
-        plots.topk_curve(rows, run_dir / "topk_curve.png")
-        return
-    plots.accuracy_bars(rows, run_dir / f"{name}_accuracy.png", title=f"{name}: accuracy per condition")
-    if name == "dynamic":
-        plots.dynamic_schedules([r for r in records if r["condition"] != "baseline"], run_dir / "dynamic_schedules.png")
