@@ -238,7 +238,9 @@ def test_a_run_generated_with_a_deferred_judge_is_judged_in_one_batch(vendor, fa
     assert fake.state.requests == []
     rejudge(run, judge, strips)
     (batch_id,) = fake.state.batches
-    assert len(fake.state.batches[batch_id]["requests"]) == 2 * (5 + 6)  # 5 VQA answers and 6 segments a strip
+    # a strip: 5 steered VQA answers (the 6th repeats the baseline) and 6 segments, and its unsteered
+    # answers too (1 VQA answer, 6 segments), which the report shows
+    assert len(fake.state.batches[batch_id]["requests"]) == 2 * (5 + 6 + 1 + 6)
     records = {r["key"]: r for r in JsonlStore(run / "generations.jsonl")}
     vqa = [r for r in records.values() if r["protocol"] == "vqa" and r["condition"] == "gaze"]
     assert [r["hit"] for r in sorted(vqa, key=lambda r: (r["strip"], r["target"]))] == [False] + [True] * 5 + \

@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
             if process.is_main:
                 rejudge(out, judge, strips or [], coco=(args.coco_instances, args.coco_images))
     finish(out, process, title=f"gazeheads eval {args.protocol}",
-           settings={**settings.to_dict(), "judge": str(judge_spec), "ranking": args.ranking, "model": args.model})
+           settings={**settings.to_dict(), "judge": str(judge_spec), "ranking": args.ranking, "model": args.model},
+           strips=strips, image_root=args.coco_images)
     if process.is_main:
         options.print_written([out / "generations.jsonl", out / "summary.json", out / "report.html"])
     return 0

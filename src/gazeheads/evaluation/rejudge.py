@@ -15,7 +15,7 @@ from ..data.strips import Strip, open_image
 from ..errors import DataError
 from .judges import Judge, JudgeItem, Verdict
 from .protocols import Protocol
-from .runner import GeneratedText, dynamic_record, static_record
+from .runner import GeneratedText, baseline_record, dynamic_record, static_record
 from .session import shard_files
 from .store import JsonlStore, merge_shards
 
@@ -83,8 +83,14 @@ def _record_builders(store: JsonlStore, strips: Sequence[Strip],
     images: dict[str, object] = {}
     builders: list[Callable[[Judge], dict]] = []
     for record in store:
-        if record["condition"] == "baseline" or record.get("untargetable"):
+        if record.get("untargetable") or (record["condition"] == "baseline" and record["protocol"] == "coco"):
             builders.append(lambda judge, record=record: record)
+            continue
+        if record["condition"] == "baseline":
+            strip = _strip_of(by_id, record)
+            spec = Protocol(record["protocol"], "", 0)
+            gen = GeneratedText(record["text"], record.get("segments", []), record.get("n_tokens", 0))
+            builders.append(lambda judge, s=spec, st=strip, g=gen: baseline_record(s, st, g, judge))
             continue
         if record["protocol"] == "coco":
             if categories is None or coco[1] is None:
@@ -97,10 +103,7 @@ def _record_builders(store: JsonlStore, strips: Sequence[Strip],
                              category_names=categories, key=record["key"])
             builders.append(lambda judge, record=record, item=item: _coco_record(record, judge.judge(item)))
             continue
-        strip = by_id.get(record["strip"])
-        if strip is None:
-            raise DataError(f"Strip {record['strip']!r} of the run is not among the given strips.",
-                            "Pass the same --comics (and --n-strips) as the run.")
+        strip = _strip_of(by_id, record)
         baseline = baselines[(record["protocol"], record["strip"])]
         if record["protocol"] == "dynamic":
             spec = Protocol("dynamic", "", 0, record["segment_tokens"])
@@ -114,6 +117,14 @@ def _record_builders(store: JsonlStore, strips: Sequence[Strip],
             builders.append(lambda judge, r=record, s=spec, st=strip, g=gen, b=baseline["text"]:
                             static_record(s, r["condition"], r["k"], st, r["target"], g, b, judge))
     return builders
+
+
+def _strip_of(by_id: dict[str, Strip], record: dict) -> Strip:
+    strip = by_id.get(record["strip"])
+    if strip is None:
+        raise DataError(f"Strip {record['strip']!r} of the run is not among the given strips.",
+                        "Pass the same --comics (and --n-strips) as the run.")
+    return strip
 
 
 def _coco_record(record: dict, verdict: Verdict) -> dict:

@@ -266,7 +266,7 @@ def evaluate_strips(
     per_batch = settings.strips_per_batch
     for start in range(0, len(mine), per_batch):
         chunk = [load(i) for i in mine[start:start + per_batch]]
-        _baselines(gm, chunk, spec, settings, store, save)
+        _baselines(gm, chunk, spec, settings, store, save, judge)
         for condition, k, heads in plan:
             bar.set_postfix_str(f"K={k} {condition}")
             if spec.segment_tokens:
@@ -315,10 +315,22 @@ def _baseline_text(store: JsonlStore, spec: Protocol, strip: Strip) -> str:
     return store.records[record_key(spec.name, "baseline", 0, strip.comic_id, "-")]["text"]
 
 
-def _baselines(gm, chunk, spec, settings, store, save) -> None:
-    """Unsteered answers of the strips in `chunk` that have none yet (one batch)."""
+def _baselines(gm, chunk, spec, settings, store, save, judge) -> None:
+    """Unsteered answers of the strips in `chunk` that have none yet (one batch), judged like the others."""
     todo = [s for s in chunk if record_key(spec.name, "baseline", 0, s.comic_id, "-") not in store]
     gens = _generate(gm, [(strip, None) for strip in todo], spec, None, settings)
-    save([{"key": record_key(spec.name, "baseline", 0, strip.comic_id, "-"), "protocol": spec.name,
-           "condition": "baseline", "k": 0, "strip": strip.comic_id, "text": gen.text, "segments": gen.segments,
-           "n_tokens": gen.n_tokens} for strip, gen in zip(todo, gens)])
+    save([baseline_record(spec, strip, gen, judge) for strip, gen in zip(todo, gens)])
+
+
+def baseline_record(spec: Protocol, strip: Strip, gen: GeneratedText, judge) -> dict:
+    """The record of a strip's unsteered answer, with the panel it describes (a verdict per segment for
+    dynamic narration), so the report can show where the model looks on its own."""
+    key = record_key(spec.name, "baseline", 0, strip.comic_id, "-")
+    record = {"key": key, "protocol": spec.name, "condition": "baseline", "k": 0, "strip": strip.comic_id,
+              "text": gen.text, "segments": gen.segments, "n_tokens": gen.n_tokens}
+    if gen.segments:
+        record["verdicts"] = [judge.judge(_judge_item(strip, segment, None, f"{key}#{i}")).to_dict()
+                              for i, segment in enumerate(gen.segments)]
+    else:
+        record["verdict"] = judge.judge(_judge_item(strip, gen.text, None, key)).to_dict()
+    return record

@@ -112,7 +112,7 @@ def open_store(run_dir: Path, process: ProcessInfo, *, resume: bool = False, res
     return store
 
 
-def finish(run_dir: Path, process: ProcessInfo, *, title: str, settings: dict, figures: Callable | None = None,
+def finish(run_dir: Path, process: ProcessInfo, *, title: str, settings: dict,
            echo: bool = True, extra: dict | None = None, extra_sections: Iterable["ReportSection"] = (),
            strips: Sequence["Strip"] | None = None, image_root: str | Path | None = None) -> list[dict] | None:
     """Merge shards, write summary.json, plots and report.html (main process only).
@@ -140,8 +140,6 @@ def finish(run_dir: Path, process: ProcessInfo, *, title: str, settings: dict, f
     protocols = sorted({r["protocol"] for r in rows}, key=lambda p: (order.index(p) if p in order else 9, p))
     sections = [(name, [r for r in rows if r["protocol"] == name], [r for r in records if r["protocol"] == name])
                 for name in protocols]
-    if figures:
-        figures(run_dir, rows, records)
     write_report(run_dir, title=title, sections=sections, settings=settings, extra=extra or {},
                  extra_sections=extra_sections, strips=strips, image_root=image_root)
     if echo:

@@ -101,9 +101,9 @@ def format_table(rows: list[dict]) -> str:
 def baseline_verdicts(records: Iterable[dict]) -> dict[tuple[str, str], list[dict | None]]:
     """Per (protocol, strip): the verdict on each unsteered answer (one per segment for dynamic narration).
 
-    Unsteered answers are not judged when they are generated; a steered answer of the same strip
-    with exactly the same text (the same segment, for dynamic narration) was, and its verdict is
-    the unsteered answer's. None where no steered answer repeated the unsteered one.
+    Unsteered answers are judged when they are generated (records since 0.2). For older runs, a
+    steered answer of the same strip with exactly the same text (the same segment, for dynamic
+    narration) was, and its verdict is the unsteered answer's; None where none repeated it.
     """
     records = list(records)
     verdicts: dict[tuple[str, str], list[dict | None]] = {}
@@ -115,6 +115,9 @@ def baseline_verdicts(records: Iterable[dict]) -> dict[tuple[str, str], list[dic
         if record["condition"] != "baseline":
             continue
         key = (record["protocol"], record["strip"])
+        if record.get("verdicts") is not None or record.get("verdict") is not None:  # judged when generated
+            verdicts[key] = list(record["verdicts"]) if record.get("segments") else [record["verdict"]]
+            continue
         if record.get("segments"):
             verdicts[key] = [_segment_verdict(steered[key], i, text) for i, text in enumerate(record["segments"])]
         else:
