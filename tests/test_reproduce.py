@@ -143,8 +143,10 @@ def test_reproduce_runs_end_to_end_on_the_bundled_model(tmp_path, capsys):
     vqa = next(f for f in figures if f["key"] == "vqa_gaze")
     assert vqa["paper"] == "83.1% of 3,000 pairs" and vqa["n"] == 6 and vqa["measured_value"] is not None
     report = (out / "report.html").read_text()
-    section = report[report.index("id='paper-vs-measured'"):report.index("</table>", report.index("paper-vs-measured"))]
-    for text in ("<th>paper</th><th>measured</th>", "83.1% of 3,000 pairs", "79.4%", "0.87", "K = 100",
+    start = report.index('id="paper-vs-measured"')
+    assert start < report.index('id="discovery"')  # right after the overview
+    section = report[start:report.index("</table>", start)]
+    for text in (">paper</th>", ">measured</th>", "83.1% of 3,000 pairs", "79.4%", "0.87", "K = 100",
                  "destroys generation", vqa["measured"].split(",")[0]):
         assert text in section, text
     assert "paper vs measured" in stdout and "83.1% of 3,000 pairs" in stdout

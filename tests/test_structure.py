@@ -129,7 +129,7 @@ def test_argparse_lives_in_the_command_line_only():
 def test_help_imports_no_torch():
     code = ("import sys\nfrom gazeheads.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "for command in ('discover', 'steer', 'track', 'eval', 'presence', 'demo', 'run', 'data'):\n"
+            "for command in ('discover', 'steer', 'track', 'eval', 'presence', 'demo', 'run', 'verify', 'reproduce', 'data'):\n"
             "    try:\n        main([command, '--help'])\n    except SystemExit:\n        pass\n"
             "print('LOADED', sorted(m for m in ('torch', 'transformers', 'PIL', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

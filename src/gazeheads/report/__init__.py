@@ -25,12 +25,13 @@ __all__ = ["Cell", "Figure", "ReportSection", "Table", "write_report", "write_ru
 
 def write_report(run_dir: str | Path, *, title: str, sections: Sequence[tuple[str, list[dict], list[dict]]],
                  settings: dict | None = None, extra: dict | None = None,
-                 extra_sections: Iterable[ReportSection] = (), strips=None,
-                 image_root: str | Path | None = None) -> Path:
+                 extra_sections: Iterable[ReportSection] = (), lead_sections: Iterable[ReportSection] = (),
+                 strips=None, image_root: str | Path | None = None) -> Path:
     """Draw the run's figures and write RUN/report.html.
 
     `sections`: (protocol, summary rows, records) per protocol; `extra` (e.g. tracking examples,
-    run time) and `settings` are shown at the end; `extra_sections` are appended after tracking.
+    run time) and `settings` are shown at the end; `lead_sections` follow the overview (e.g. paper vs
+    measured) and `extra_sections` are appended after tracking (e.g. monitoring).
     `strips` (any sequence of Strip, e.g. a lazy StripSet) give the example thumbnails of strips
     that gazeheads cannot redraw; `image_root` is where box-steering images live.
     """
@@ -41,8 +42,8 @@ def write_report(run_dir: str | Path, *, title: str, sections: Sequence[tuple[st
     records = [record for _, _, protocol_records in sections for record in protocol_records]
     data = RunData.load(run_dir, rows, records, settings, extra, strips=strips,
                         image_root=Path(image_root) if image_root else None)
-    parts = [build.overview(data), *build.discovery(data), *build.steering(data), *build.tracking(data),
-             *extra_sections]
+    parts = [build.overview(data), *lead_sections, *build.discovery(data), *build.steering(data),
+             *build.tracking(data), *extra_sections]
     meta = [] if data.model_name() in title else [data.model_name()]
     meta += [f"gazeheads {_version()}", time.strftime("%Y-%m-%d %H:%M")]
     if "run_seconds" in data.extra:
@@ -54,7 +55,8 @@ def write_report(run_dir: str | Path, *, title: str, sections: Sequence[tuple[st
 
 
 def write_run_report(run_dir: str | Path, *, title: str | None = None,
-                     extra_sections: Iterable[ReportSection] = (), strips=None) -> Path:
+                     extra_sections: Iterable[ReportSection] = (), lead_sections: Iterable[ReportSection] = (),
+                     strips=None) -> Path:
     """Rewrite RUN/report.html from what the run folder holds (summary.json, generations.jsonl)."""
     from ..evaluation.store import JsonlStore
 
@@ -67,7 +69,7 @@ def write_run_report(run_dir: str | Path, *, title: str | None = None,
     model = (summary.get("settings") or {}).get("model") or "a gazeheads run"
     return write_report(run_dir, title=title or f"Gaze heads of {model}", sections=sections,
                         settings=summary.get("settings"), extra=summary.get("run"), extra_sections=extra_sections,
-                        strips=strips)
+                        lead_sections=lead_sections, strips=strips)
 
 
 def _version() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
@@ -75,12 +74,3 @@ def format_text(table: list[dict]) -> str:
     lines = [f"{'claim':<{width}}  {'paper':<{paper_width}}  measured", "-" * (width + paper_width + 14)]
     lines += [f"{row['claim']:<{width}}  {row['paper']:<{paper_width}}  {row['measured']}" for row in table]
     return "\n".join(lines)
-
-
-def format_html(table: list[dict], note: str) -> str:
-    """The comparison as an HTML section (heading, note, table)."""
-    body = "".join(f"<tr><td>{html.escape(r['claim'])}</td><td>{html.escape(r['paper'])}</td>"
-                   f"<td>{html.escape(r['measured'])}</td><td>{'' if r['n'] is None else r['n']}</td></tr>"
-                   for r in table)
-    return (f"<h2 id='paper-vs-measured'>Paper vs measured</h2><p>{html.escape(note)}</p>"
-            "<table><tr><th>claim</th><th>paper</th><th>measured</th><th>n</th></tr>" + body + "</table>")

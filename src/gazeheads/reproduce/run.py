@@ -18,7 +18,7 @@ from ..files import write_text
 from .compare import compare, format_text
 from .facts import head_shape, read_config
 from .plan import ReproduceConfig, ReproducePlan, Step, plan_reproduction
-from .report import add_to_report
+from .report import comparison_section
 
 
 def eval_settings(step: Step, plan: ReproducePlan):
@@ -108,7 +108,10 @@ def run_reproduction(config: ReproduceConfig) -> int:
     note = ("Paper: Qwen3-VL-8B-Instruct, COMICS discovery, 500 OpenAI strips, K = 100, Claude judge. "
             f"Here: {gm.name}, {plan.data_note}, K = {plan.k}, judge {spec}.")
     write_text(out / "paper_vs_measured.json", json.dumps({"note": note, "figures": table}, indent=1))
-    add_to_report(out / "report.html", table, note)
+    from ..report import write_run_report
+
+    write_run_report(out, title=f"gazeheads reproduce: {gm.name}", lead_sections=[comparison_section(table, note)],
+                     strips=eval_strips)
     print("\npaper vs measured\n" + format_text(table))
     print(f"done in {time.time() - started:.0f} s; wrote {out / 'report.html'}, {out / 'paper_vs_measured.json'}")
     return 0
