@@ -2,7 +2,7 @@
 
 Statistic: the mean gaze score of the top-K heads, where a head's gaze score is the mean
 diagonal of its (queried panel x attended panel) matrix averaged over strips (section 2 of
-DESIGN.md). Null: the panel labels carry no information, so for every strip the queried-
+docs/method.md). Null: the panel labels carry no information, so for every strip the queried-
 panel labels are shuffled (one permutation per strip, shared by all heads, which keeps the
 heads' correlations), the gaze scores are recomputed and the top K picked again; selecting
 the top K on the shuffled data too is what keeps the test honest about that selection.

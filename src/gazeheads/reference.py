@@ -75,7 +75,7 @@ def reference_strip_matrices(gm: "GazeModel", strip: "Strip") -> np.ndarray:
 
 def reference_bias(encoded: "Encoded", targets: Sequence, mode: str = "boost_suppress",
                    strength: float = 10000.0) -> torch.Tensor:
-    """(batch, prompt_len) float32 bias over the prompt, from DESIGN.md's definition of the modes.
+    """(batch, prompt_len) float32 bias over the prompt, from the method notes' definition of the modes (docs/method.md).
 
     boost_suppress: +B on the target's image tokens, -B on the other image tokens;
     suppress_image: only -B on the other image tokens; suppress_all: also -B on the prompt's

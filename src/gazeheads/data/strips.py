@@ -1,6 +1,6 @@
 """Comic strips: N panels stitched left to right into the one image a VLM sees.
 
-The published stitching (DESIGN.md section 2): the target height is rounded to a multiple
+The published stitching (docs/method.md section 1): the target height is rounded to a multiple
 of 32 (Python `round`, at least 32); each panel is resized with LANCZOS, keeping its aspect
 ratio, to width `round_to_32(int(w * H / h))` (at least 32); panels are pasted edge to edge,
 so the strip is exactly the sum of the panel widths; for a gap g > 0 a white band g px wide

@@ -1,4 +1,4 @@
-"""The paper's protocol and its published figures, as data (DESIGN.md section 1).
+"""The paper's protocol and its published figures, as data (docs/method.md section 7).
 
 arXiv 2606.14703, "Gaze Heads: How VLMs Look at What They Describe", on Qwen3-VL-8B-Instruct:
 discovery on the COMICS corpus, evaluation on the 500 strips of baulab/openai-comic-strips, K = 100

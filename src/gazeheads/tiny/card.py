@@ -62,7 +62,7 @@ def steering_section(run_dir: Path) -> str:
         f"`gazeheads run` on this model (held-out strips and scenes; ground-truth judge; greedy decoding; "
         f"bias B = 10000, mode boost_suppress, prefill and decode). 95% bootstrap intervals (whole strips, or scenes, resampled) in brackets.",
         "",
-        f"* **Discovery** (DESIGN.md section 2) on {settings['discover_strips']} strips (seeds 300000..): "
+        f"* **Discovery** (docs/method.md) on {settings['discover_strips']} strips (seeds 300000..): "
         f"top-10 heads by gaze score: {top}.",
         f"* Steered: top-{k} gaze heads {gaze} ({100 * k / ranking.shape.total:.1f}% of {ranking.shape.total}); "
         f"control: {k} random heads at or below the {percentile:g}th score percentile {control} (seed "

@@ -1,7 +1,7 @@
 """Judges: which panel (or which object category) does a generated answer describe?
 
 Every judge answers a forced choice for one `JudgeItem` and returns a `Verdict`. The rules of
-DESIGN.md section 2 are shared by all of them and applied before a judge is asked: a junk
+docs/method.md section 6 are shared by all of them and applied before a judge is asked: a junk
 answer is a miss, and an answer essentially identical to the unsteered baseline (word
 Jaccard >= 0.85) is a miss.
 

@@ -1,4 +1,4 @@
-"""The rules every judge shares (DESIGN.md section 2): junk answers and answers that repeat the baseline.
+"""The rules every judge shares (docs/method.md): junk answers and answers that repeat the baseline.
 
 Both are decided from the text alone, before any judge is asked, so they cost nothing.
 """
