@@ -401,7 +401,8 @@ class ImageGeometry:
             if lost > 0:
                 raise RegionError(
                     f"{region} covers no image token: {lost:.0%} of it lies in pixels of the {width}x{height} px "
-                    f"image that the processor crops away ({self.describe()}).",
+                    f"image that the model never reads: the processor crops away or the vision tower's patches do "
+                    f"not reach them ({self.describe()}).",
                     "Choose a region inside the part the model sees, or configure the processor not to crop "
                     "(e.g. pad to a square, or turn off center cropping).",
                 )
@@ -412,8 +413,8 @@ class ImageGeometry:
             )
         if lost > 0:
             warnings.warn(
-                f"{lost:.0%} of {region} lies in pixels the model never sees (cropped away by the processor); "
-                f"it maps to the tokens of the rest. {self.describe()}",
+                f"{lost:.0%} of {region} lies in pixels the model never sees (cropped away, or past the last "
+                f"patch); it maps to the tokens of the rest. {self.describe()}",
                 UnseenPixelsWarning,
                 stacklevel=2,
             )
