@@ -1,4 +1,4 @@
-"""The command line: `gazeheads discover | steer | track | eval | presence | demo | run | data | train-tiny`.
+"""The command line: `gazeheads discover | steer | track | eval | presence | demo | run | data | train-tiny | monitor`.
 
 One module per command (``register(sub)`` adds its parser, ``run(args)`` does the work) and
 :mod:`gazeheads.cli.options` for what they share. Nothing heavy is imported until a command
@@ -13,9 +13,9 @@ import os
 import sys
 import warnings
 
-from . import data, demo, discover, evaluate, options, presence, run, steer, track, train_tiny
+from . import data, demo, discover, evaluate, monitor, options, presence, run, steer, track, train_tiny
 
-COMMANDS = (discover, steer, track, evaluate, presence, demo, run, data, train_tiny)
+COMMANDS = (discover, steer, track, evaluate, presence, demo, run, data, train_tiny, monitor)
 
 
 def version() -> str:
