@@ -10,6 +10,8 @@
     with gh.track(gm, ranking.top(4), enc) as tracker:
         gm.generate(enc, max_new_tokens=4)
     print(tracker.trace().focus())
+    with gh.monitor(gm, ranking, enc) as watch:               # was the gaze redirected? (docs/monitoring.md)
+        ids = gm.generate_ids(enc, max_new_tokens=4)
 
 Names are loaded on first use, so `import gazeheads` (and `gazeheads --help`) does not import
 torch until a model-facing name is used.
@@ -39,7 +41,7 @@ _EXPORTS = {
     "GazeheadsError": "errors", "DataError": "errors", "ModelError": "errors", "RegionError": "errors",
     "HeadSelectionError": "errors", "GazeheadsWarning": "errors",
 }
-_SUBMODULES = ("data", "prompts", "plots", "evaluation", "reference", "synth", "adapters")
+_SUBMODULES = ("data", "prompts", "plots", "evaluation", "reference", "synth", "adapters", "monitor")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
@@ -72,7 +74,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from . import adapters, data, evaluation, plots, prompts, reference, synth  # noqa: F401
+    from . import adapters, data, evaluation, monitor, plots, prompts, reference, synth  # noqa: F401
     from .audit import AuditLog, set_audit_sink  # noqa: F401
     from .discovery import discover  # noqa: F401
     from .errors import (DataError, GazeheadsError, GazeheadsWarning, HeadSelectionError,  # noqa: F401

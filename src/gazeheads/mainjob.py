@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 SYNTH_DISCOVERY_SEED = 300_000  # never a training strip, never an evaluation strip
 SYNTH_EVAL_SEED = 100_000
 SYNTH_SCENE_SEED = 200_000
+MONITOR_DIR = "monitor"  # RUN/monitor: `gazeheads eval monitor` output shown in RUN/report.html
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,8 @@ def run_main_job(config: MainJobConfig) -> int:
                 "scenes": plan.scenes, "judge": str(judge_spec), "layout": plan.layout.to_dict(),
                 "data": plan.split_note, "steering": used, "config": asdict(config)}
     rows = finish(out, ProcessInfo(), title=f"Gaze heads of {gm.name}", settings=settings,
-                  extra={"tracking": tracking, "run_seconds": round(time.time() - started, 1)}, strips=eval_strips)
+                  extra={"tracking": tracking, "run_seconds": round(time.time() - started, 1)},
+                  extra_sections=monitor_sections(out), strips=eval_strips)
     print(f"done in {time.time() - started:.0f} s")
     print("wrote " + ", ".join(str(out / f) for f in ("ranking.json", "generations.jsonl", "summary.json",
                                                         "report.html")))
@@ -216,6 +218,13 @@ def _scenes(gm, ranking, out: Path, plan: RunPlan, store, judge, common: dict, s
         settings = replace(settings, steer=settings.steer_spec().replace(**steer))
     evaluate_coco(gm, ranking, objects, categories, scene_dir, settings, judge, store)
     return str(instances), str(scene_dir)  # what re-judging the scene records needs
+
+
+def monitor_sections(out: Path) -> list:
+    """The monitoring section, when `gazeheads eval monitor --out RUN/monitor` has measured the monitor."""
+    from .monitor.report import SUMMARY, monitor_report_section
+
+    return [monitor_report_section(out / MONITOR_DIR)] if (out / MONITOR_DIR / SUMMARY).is_file() else []
 
 
 def track_examples(gm: "GazeModel", ranking: "Ranking", strip, out: Path, heads, plan: RunPlan) -> dict:

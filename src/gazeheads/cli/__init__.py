@@ -1,5 +1,5 @@
-"""The command line: `gazeheads discover | steer | track | eval | presence | demo | run | verify | reproduce | data |
-train-tiny`.
+"""The command line: `gazeheads discover | steer | track | eval | presence | monitor | demo | run | verify | reproduce |
+data | train-tiny`.
 
 One module per command (``register(sub)`` adds its parser, ``run(args)`` does the work) and
 :mod:`gazeheads.cli.options` for what they share. Nothing heavy is imported until a command
@@ -14,9 +14,10 @@ import os
 import sys
 import warnings
 
-from . import data, demo, discover, evaluate, options, presence, reproduce, run, steer, track, train_tiny, verify
+from . import (data, demo, discover, evaluate, monitor, options, presence, reproduce, run, steer, track, train_tiny,
+               verify)
 
-COMMANDS = (discover, steer, track, evaluate, presence, demo, run, verify, reproduce, data, train_tiny)
+COMMANDS = (discover, steer, track, evaluate, presence, monitor, demo, run, verify, reproduce, data, train_tiny)
 
 
 class Parser(argparse.ArgumentParser):

@@ -6,16 +6,17 @@ import argparse
 from pathlib import Path
 
 from ..errors import GazeheadsError
+from . import monitor as monitor_command
 from . import options
 
-PROTOCOL_CHOICES = ("narration", "vqa", "dynamic", "topk", "coco")
+PROTOCOL_CHOICES = ("narration", "vqa", "dynamic", "topk", "coco", "monitor")
 
 
 def register(sub) -> None:
     from ..specs import TOPK_DEFAULT
 
     p = sub.add_parser(
-        "eval", help="evaluate steering with the paper's protocols (vqa, narration, dynamic, topk, coco)",
+        "eval", help="evaluate steering with the paper's protocols (vqa, narration, dynamic, topk, coco) or the steering monitor (monitor)",
         description="Generate steered answers for every strip and target under each head-set condition (top-K "
                     "gaze, K random non-gaze, all heads) plus the unsteered baseline, judge them, and write "
                     "generations.jsonl, summary.json, plots and report.html. Strips the ranking was discovered on "
@@ -67,6 +68,7 @@ def register(sub) -> None:
     run_group.add_argument("--restart", action="store_true", help="discard OUT's generations and start over")
     run_group.add_argument("--rejudge", action="store_true",
                            help="do not generate: re-judge OUT/generations.jsonl with --judge and rewrite the summary")
+    monitor_command.add_eval_options(p)  # `eval monitor` (gazeheads/cli/monitor.py)
     p.set_defaults(run=run)
 
 
@@ -106,6 +108,8 @@ def _layout_tokens(args, layout) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.protocol == "monitor":  # the monitor's evaluation has its own runner (gazeheads/cli/monitor.py)
+        return monitor_command.run_eval(args)
     from ..evaluation.judges import DeferredJudge, JudgeSpec, make_judge
     from ..evaluation.rejudge import rejudge
     from ..evaluation.session import check_store_policy, current_process, finish, open_store, wait_for_everyone
