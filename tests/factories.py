@@ -98,3 +98,13 @@ def save_qwen(folder, family: str = "qwen3_vl", **kwargs):
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def tiny_synthetic_gazemodel(seed: int = 3):
+    """A random 2-layer x 8-head Qwen3-VL wrapped as a GazeModel with the bundled model's strip layout."""
+    import gazeheads as gh
+    from gazeheads.layout import ModelLayout, StripLayout
+
+    model, processor = make_qwen("qwen3_vl", layers=2, heads=8, kv_heads=4, seed=seed)
+    return gh.GazeModel(model, processor, name="tiny-random",
+                        layout=ModelLayout(strip=StripLayout(height=64, gap=0), synthetic=True))

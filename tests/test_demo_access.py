@@ -32,7 +32,7 @@ from gazeheads.demo.access import COOKIE, check_bind, new_token  # noqa: E402
 from gazeheads.demo.server import create_app  # noqa: E402
 from gazeheads.ranking import Ranking  # noqa: E402
 
-from factories import make_qwen  # noqa: E402
+from factories import tiny_synthetic_gazemodel  # noqa: E402
 
 TOKEN = "test-token-0123456789abcdef"
 STRIP = "synth-100000"
@@ -40,11 +40,7 @@ STRIP = "synth-100000"
 
 @pytest.fixture(scope="module")
 def gm():
-    from gazeheads.layout import ModelLayout, StripLayout
-
-    model, processor = make_qwen("qwen3_vl", layers=2, heads=8, kv_heads=4, seed=3)
-    return gh.GazeModel(model, processor, name="tiny-random",
-                        layout=ModelLayout(strip=StripLayout(height=64, gap=0), synthetic=True))
+    return tiny_synthetic_gazemodel()
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from gazeheads.demo.library import Limits  # noqa: E402
 from gazeheads.demo.server import create_app  # noqa: E402
 from gazeheads.ranking import Ranking  # noqa: E402
 
-from factories import make_qwen  # noqa: E402
+from factories import make_qwen, tiny_synthetic_gazemodel  # noqa: E402
 
 BASE = "http://127.0.0.1"
 STRIP = "synth-100000"
@@ -37,11 +37,7 @@ N_HEADS = 16  # 2 layers x 8 heads: default K = 1 (about 8.7%, as everywhere)
 
 @pytest.fixture(scope="module")
 def gm():
-    model, processor = make_qwen("qwen3_vl", layers=2, heads=8, kv_heads=4, seed=3)
-    from gazeheads.layout import ModelLayout, StripLayout
-
-    return gh.GazeModel(model, processor, name="tiny-random",
-                        layout=ModelLayout(strip=StripLayout(height=64, gap=0), synthetic=True))
+    return tiny_synthetic_gazemodel()
 
 
 @pytest.fixture(scope="module")
