@@ -27,6 +27,7 @@ from transformers import (
 )
 
 import gazeheads as gh
+from gazeheads.layout import StripLayout
 from gazeheads.data import Strip, stitch
 from gazeheads.tiny.build import build_tokenizer
 from gazeheads.tiny.vocab import CHAT_TEMPLATE
@@ -150,7 +151,7 @@ def draw_strip(widths=STRIP_WIDTHS, height: int = STRIP_HEIGHT, seed: int = 0, g
     """A strip of random-noise panels (a random model has nothing to see in real comics anyway)."""
     rng = np.random.default_rng(seed)
     panels = [Image.fromarray(rng.integers(0, 255, (height, w, 3), dtype=np.uint8)) for w in widths]
-    return stitch(panels, height=height, gap=gap, comic_id=f"noise-{seed}")
+    return stitch(panels, StripLayout(height=height, gap=gap, n_panels=len(widths)), comic_id=f"noise-{seed}")
 
 
 def spread_heads(shape, k: int, seed: int = 0) -> gh.HeadSet:

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 import gazeheads as gh
+from gazeheads.discovery import strip_matrices
 from gazeheads import prompts
 
 from .models import ModelSpec, build_model, draw_strip, spread_heads
-from .reference import eager_steer, reference_strip_matrices
+from gazeheads.reference import eager_steer, reference_strip_matrices
 
 MiB = 2**20
 
@@ -237,9 +238,9 @@ def floor_inputs(gm: gh.GazeModel, strip) -> dict:
 def floor_forward(gm: gh.GazeModel, prepared: dict) -> None:
     base = gm.adapter.base_model(gm.model)
     with torch.inference_mode():
-        cache = base(**prepared["prefix"], use_cache=True).past_key_values
+        cache = base(**prepared["prefix"], use_cache=True).cache
         cache.batch_repeat_interleave(prepared["n"])
-        base(input_ids=prepared["suffix_ids"], position_ids=prepared["suffix_pos"], past_key_values=cache,
+        base(input_ids=prepared["suffix_ids"], position_ids=prepared["suffix_pos"], cache=cache,
              use_cache=True)
 
 
@@ -259,14 +260,14 @@ def bench_discovery(gm, strip, bench: Bench, args) -> dict:
             gm.model(**plain_encoded.inputs)
 
     def one_reference_forward():  # cheap warmup of the eager path: one question instead of six
-        from .reference import eager_everywhere
+        from gazeheads.reference import eager_everywhere
         with eager_everywhere(gm), torch.inference_mode():
             gm.model(**plain_encoded.inputs, output_attentions=True)
 
     encode_six = lambda: [gm.encode(strip, prompts.discovery_question(k, strip.n_panels)) for k in range(1, 7)]
     fns = {
         "reference": lambda: reference_strip_matrices(gm, strip),
-        "gazeheads": lambda: gh.strip_matrices(gm, strip),
+        "gazeheads": lambda: strip_matrices(gm, strip),
         "floor": lambda: floor_forward(gm, prepared),
         "plain_inference": plain,
         "encode_6_prompts": encode_six,
@@ -582,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     if dtype != torch.float32 and "discovery" in results:  # the score goal is stated in fp32: check it there too
         gm.model.float()
         results["discovery"]["fp32_max_abs_score_diff"] = float(
-            np.abs(reference_strip_matrices(gm, strip) - gh.strip_matrices(gm, strip)).max())
+            np.abs(reference_strip_matrices(gm, strip) - strip_matrices(gm, strip)).max())
     results["machine"]["load_average_at_end"] = os.getloadavg()
     results["wall_s"] = time.perf_counter() - started
     results["goals"] = goal_rows(results)

@@ -15,6 +15,7 @@ from PIL import Image
 
 import gazeheads as gh
 from gazeheads.data import Strip, stitch
+from gazeheads.layout import StripLayout
 
 from factories import make_qwen
 
@@ -25,7 +26,7 @@ def draw_strip(widths=(64, 96, 64, 32, 64, 128), height=64, seed=0, gap=6) -> St
     """A strip of random-noise panels of the given widths (unequal on purpose)."""
     rng = np.random.default_rng(seed)
     panels = [Image.fromarray(rng.integers(0, 255, (height, w, 3), dtype=np.uint8)) for w in widths]
-    return stitch(panels, height=height, gap=gap, comic_id=f"noise-{seed}")
+    return stitch(panels, StripLayout(height=height, gap=gap, n_panels=len(widths)), comic_id=f"noise-{seed}")
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +78,17 @@ def live_server(app, timeout: float = 60.0):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+SLOW_MODULES = {"test_demo_e2e", "test_demo_memory", "test_demo_access", "test_replicas", "test_bundled_model",
+                "test_one_way", "test_evaluation", "test_docs", "test_benchmarks"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the slow suites (`pytest -m "not slow"` is the quick run; CI runs everything)."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if module == "test_demo_e2e":
+            item.add_marker(pytest.mark.browser)

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 import gazeheads as gh
+from gazeheads.discovery import strip_matrices, strip_matrices_per_question
 from gazeheads import adapters, hook, prompts
 from gazeheads.heads import HeadSet
 from gazeheads.regions import UnseenPixelsWarning
@@ -249,13 +250,82 @@ def test_llava_onevision_interpolated_grid_keeps_its_pixels():
     assert prove_region(gm, strip.image, gh.Panel(1), panel_boxes=strip.panel_boxes, margin=1.0)[0] > 0
 
 
+# Base images and tiles of 46 px read with 8-px patches: 5 patches a side cover their first 40 px and the last 6 px
+# are read by no patch, as SigLIP at 384 px with 14-px patches reads 27 patches = 378 px (LLaVA-OneVision).
+UNEVEN = dict(tile=46, pinpoints=((46, 46), (46, 92), (92, 46), (92, 92), (46, 138), (138, 46)))
+
+
+@pytest.mark.parametrize("family", ["llava_next", "llava_onevision"])
+def test_patches_that_do_not_fill_a_tile_leave_its_last_pixels_unseen(family):
+    """With image_size not a multiple of patch_size, each tile's features cover its first g * patch px: a token's
+    pixels restart at every tile, so the tiles are one view each, and the pixels no patch reads map to no token."""
+    gm = gaze_model(family, **UNEVEN)
+    image = noise(92, 46, 7)  # the 46x92 pinpoint exactly: two tiles side by side, no padding, nothing unpadded
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnseenPixelsWarning)  # the far edge and the panels reach unseen pixels
+        # regions across the gap between the tiles (there only the base view sees them) and at the far edge
+        for box in (gh.Box(38, 8, 48, 30), gh.Box(27.6, 9.2, 64.4, 34.5), gh.Box(60.5, 20.5, 88.2, 38.7)):
+            assert prove_region(gm, image, box)[0] > 0
+        strip = draw_strip(widths=STRIP_WIDTHS, seed=4)
+        for region in (BOX, gh.Panel(1), gh.Panel(2), gh.Panel(3)):
+            assert prove_region(gm, strip.image, region, panel_boxes=strip.panel_boxes)[0] > 0
+    encoded = gm.encode(image, prompts.SCENE_QUESTION)
+    geometry = encoded.geometries[0]
+    # the base image is the image stretched to 46x46 px (x / 2), of which the patches read 40x40 px
+    assert [(v.name, v.rows, v.cols, v.box) for v in geometry.views] == [
+        ("base", 5, 5, (0.0, 0.0, 80.0, 40.0)),
+        ("tile r1c1", 5, 5, (0.0, 0.0, 40.0, 40.0)), ("tile r1c2", 5, 5, (46.0, 0.0, 86.0, 40.0))]
+    assert [tuple(b) for b in geometry.views[2].cell_boxes()[:2].tolist()] == [(46, 0, 54, 8), (54, 0, 62, 8)]
+    # the tile grid is 5 rows of 10 features, each row followed by a newline: each tile holds half of every row
+    ids = encoded.inputs["input_ids"][0]
+    rows = (ids == gm.model.config.image_token_id).nonzero().flatten()[25:].reshape(5, 11)
+    assert torch.equal(geometry.views[1].positions, rows[:, :5].reshape(-1))
+    assert torch.equal(geometry.views[2].positions, rows[:, 5:10].reshape(-1))
+    assert geometry.unseen() == [(86.0, 0.0, 92.0, 40.0), (0.0, 40.0, 92.0, 46.0)]
+    # the unseen pixels really are unseen: repainting them changes no embedding at all
+    before = language_inputs(gm, encoded)
+    for rect in geometry.unseen():
+        assert torch.equal(before, language_inputs(gm, gm.encode(repaint(image, rect, 1), prompts.SCENE_QUESTION)))
+    with pytest.raises(gh.RegionError, match="covers no image token"):
+        geometry.positions_of(gh.Box(87, 2, 92, 38))
+
+
+@pytest.mark.parametrize("family", ["llava_next", "llava_onevision"])
+@pytest.mark.parametrize("size,tiles", [((70, 92), [(5, 4)] * 4), ((200, 40), [(3, 5)] * 3)])
+def test_unpadding_that_starts_inside_a_tile_with_uneven_patches(family, size, tiles):
+    """70x92 px: 2x2 tiles, unpadding keeps feature columns 1-8 of 10 (4 of each tile's 5); 200x40 px: 3 tiles in a
+    row, unpadding keeps feature rows 1-3 of 5."""
+    gm = gaze_model(family, **UNEVEN)
+    image = noise(*size, seed=5)
+    width, height = size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnseenPixelsWarning)
+        for box in (gh.Box(width * 0.3, height * 0.2, width * 0.7, height * 0.75), gh.Box(2, 3, width - 2, 20)):
+            assert prove_region(gm, image, box)[0] > 0
+    geometry = gm.encode(image, prompts.SCENE_QUESTION).geometries[0]
+    assert [(v.rows, v.cols) for v in geometry.views[1:]] == tiles
+
+
+def test_llava_onevision_interpolated_grid_over_uneven_tiles_spans_the_pixels_read():
+    """Shrunk by interpolation, the tile grid maps to pixels approximately: one uniform grid from the first kept
+    feature's pixels to the last one's (here 0-86 px: the two tiles' 40 px and the 6-px gap between them)."""
+    gm = gaze_model("llava_onevision", aspect_ratio="anyres_max_1", **UNEVEN)
+    image = noise(92, 46, 7)
+    geometry = gm.encode(image, prompts.SCENE_QUESTION).geometries[0]
+    assert [(v.name, v.rows, v.cols, v.box) for v in geometry.views] == [
+        ("base", 5, 5, (0.0, 0.0, 80.0, 40.0)), ("tiles", 3, 7, (0.0, 0.0, 86.0, 40.0))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnseenPixelsWarning)
+        assert prove_region(gm, image, gh.Box(27.6, 9.2, 64.4, 34.5), margin=1.0)[0] > 0
+
+
 def test_gemma3_pan_and_scan_crops_are_views():
     gm = gaze_model("gemma3", pan_and_scan=True)
     strip = draw_strip(widths=STRIP_WIDTHS, seed=7)
     geometry = gm.encode(strip, prompts.SCENE_QUESTION).geometries[0]
     assert [v.name for v in geometry.views] == ["image", "crop 1", "crop 2", "crop 3"]
-    assert [v.box for v in geometry.views[1:]] == [(0.0, 0.0, 68.0, 64.0), (68.0, 0.0, 136.0, 64.0),
-                                                   (136.0, 0.0, 204.0, 64.0)]
+    assert [v.box for v in geometry.views[1:]] == [(0.0, 0.0, 64.0, 64.0), (64.0, 0.0, 128.0, 64.0),
+                                                   (128.0, 0.0, 192.0, 64.0)]
     for region in (gh.Panel(2), BOX):
         assert prove_region(gm, strip.image, region, panel_boxes=strip.panel_boxes)[0] > 0
 
@@ -348,13 +418,13 @@ def test_bias_moves_exactly_the_chosen_heads_onto_the_target(family):
 def test_discovery_shares_the_prefix_exactly(family, monkeypatch):
     gm, eager = model_pair(family)
     strip = draw_strip(widths=STRIP_WIDTHS, seed=11)
-    separate = gh.strip_matrices_per_question(gm, strip)
+    separate = strip_matrices_per_question(gm, strip)
 
     def no_fallback(*args):
         raise AssertionError("strip_matrices fell back to one forward per question")
 
     monkeypatch.setattr(gh.discovery, "strip_matrices_per_question", no_fallback)
-    shared = gh.strip_matrices(gm, strip)
+    shared = strip_matrices(gm, strip)
     assert shared.shape == (2, 4, 3, 3)
     assert np.abs(shared - separate).max() <= 1e-5
     # and both equal the definition, computed from eager attention
@@ -375,7 +445,7 @@ def test_tracking_sums_the_attention_of_each_region(family):
     strip = draw_strip(widths=STRIP_WIDTHS, seed=12)
     encoded = gm.encode(strip, prompts.NARRATION_QUESTION)
     heads = HeadSet.of([(0, 0), (1, 3)], gm.shape)
-    with gh.track(gm, heads, encoded) as tracker:
+    with gh.track(gm, heads, encoded, value_weighted=False) as tracker:
         gm.generate_ids(encoded, max_new_tokens=3)
     trace = tracker.trace()
     assert trace.raw.shape == (1, 3, 3)

@@ -15,13 +15,14 @@ import pytest
 import torch
 
 import gazeheads as gh
+from gazeheads.discovery import strip_matrices, strip_matrices_per_question
 from gazeheads import hook, prompts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root holds `benchmarks`
 
 from benchmarks import run as bench_run  # noqa: E402
 from benchmarks.models import ModelSpec, build_model, draw_strip, spread_heads  # noqa: E402
-from benchmarks.reference import eager_steer, reference_strip_matrices  # noqa: E402
+from gazeheads.reference import eager_steer, reference_strip_matrices  # noqa: E402
 
 SMALL_WIDTHS = (64, 96, 64, 32, 64, 128)
 
@@ -38,7 +39,7 @@ def small_strip():
 
 def test_reference_discovery_gives_the_gazeheads_scores(gm, small_strip):
     reference = reference_strip_matrices(gm, small_strip)
-    ours = gh.strip_matrices(gm, small_strip)
+    ours = strip_matrices(gm, small_strip)
     assert reference.shape == ours.shape == (3, 4, 6, 6)
     assert np.abs(reference - ours).max() <= 1e-5
     assert reference.sum() > 0

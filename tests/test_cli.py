@@ -102,6 +102,7 @@ def test_unsupported_architecture_fails_before_loading(tmp_path, capsys):
     (tmp_path / "llava").mkdir()
     (tmp_path / "llava" / "config.json").write_text(json.dumps(
         {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 10}))
+    Image.new("RGB", (64, 64)).save(tmp_path / "x.png")
     code, _, stderr = run(capsys, "steer", "--model", tmp_path / "llava", "--image", tmp_path / "x.png",
                           "--box", "0,0,1,1", "--heads", "all")
     assert code == 2 and "Unsupported architecture: LlamaForCausalLM" in stderr

@@ -14,18 +14,32 @@ from PIL import Image
 from gazeheads.data import (
     Strip,
     export_hub_to_folder,
-    iter_strips,
     list_comics,
-    load_hub_strips,
     load_strip,
+    parse_comics,
     resolve_comics,
-    sample_comics_strips,
     save_strip_folder,
     stitch,
 )
-from gazeheads.data.comics_corpus import interior_pages
-from gazeheads.data.hub import find_columns
+from gazeheads.data.comics_corpus import corpus_strip_set, interior_pages
+from gazeheads.data.hub import find_columns, hub_strip_set
 from gazeheads.errors import DataError
+from gazeheads.layout import StripLayout
+
+
+def L(height: int = 256, gap: int = 6, n: int = 6) -> StripLayout:
+    return StripLayout(height=height, gap=gap, n_panels=n)
+
+
+def hub_strips(dataset, height=256, gap=6, n=6, split="train", start=0, stop=None):
+    return list(hub_strip_set("test", split, start, stop, L(height, gap, n), source="hf:test", dataset=dataset))
+
+
+def sample_comics_strips(root, n_strips, seed=0, n_panels=6, height=256):
+    from gazeheads.data.comics_corpus import candidate_pages
+
+    stop = n_strips if n_strips is not None else len(candidate_pages(root, n_panels))
+    return list(corpus_strip_set(root, 0, stop, L(height, 6, n_panels), seed=seed))
 
 COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (220, 220, 30), (200, 30, 200), (30, 200, 200)]
 WHITE = (255, 255, 255)
@@ -56,7 +70,7 @@ def close(a: tuple[int, ...], b: tuple[int, ...], tol: int = 6) -> bool:
 
 
 def test_stitch_rounds_height_and_widths_to_multiples_of_32():
-    strip = stitch([solid(COLOURS[0], (40, 40)), solid(COLOURS[1], (75, 60))], height=100, gap=6)
+    strip = stitch([solid(COLOURS[0], (40, 40)), solid(COLOURS[1], (75, 60))], L(100, 6, 2))
     assert strip.image.height == 96  # 100 rounded to 32
     widths = [x1 - x0 for x0, _, x1, _ in strip.panel_boxes]
     assert widths == [96, 128]  # 96 * 40/40 = 96; 96 * 75/60 = 120 -> 128 (nearest multiple of 32)
@@ -65,29 +79,28 @@ def test_stitch_rounds_height_and_widths_to_multiples_of_32():
 
 def test_stitch_panel_boxes_are_exact_for_unequal_widths():
     imgs = [solid(COLOURS[0], (40, 40)), solid(COLOURS[1], (80, 40)), solid(COLOURS[2], (50, 90))]
-    strip = stitch(imgs, height=64, gap=6)
-    # widths 64, 128 and 64*50/90 = 35.6 -> 32; each panel starts gap pixels after the previous one
-    assert strip.panel_boxes == [(0, 0, 64, 64), (70, 0, 198, 64), (204, 0, 236, 64)]
-    assert strip.image.size == (236, 64)
+    strip = stitch(imgs, L(64, 6, 3))
+    # widths 64, 128 and int(64*50/90) = 35 -> 32; panels edge to edge, nothing inserted
+    assert strip.panel_boxes == [(0, 0, 64, 64), (64, 0, 192, 64), (192, 0, 224, 64)]
+    assert strip.image.size == (224, 64)
     assert strip.n_panels == 3
     for k, colour in enumerate(COLOURS[:3]):
         assert close(centre(strip, k), colour)
-        x0, y0, x1, y1 = strip.panel_boxes[k]
-        assert close(strip.image.getpixel((x0, y0)), colour)  # edges belong to the panel too
-        assert close(strip.image.getpixel((x1 - 1, y1 - 1)), colour)
+    assert close(strip.image.getpixel((0, 0)), COLOURS[0])  # outer edges are not painted
+    assert close(strip.image.getpixel((223, 63)), COLOURS[2])
 
 
-def test_stitch_gap_pixels_are_white():
-    strip = stitch(panels(3), height=64, gap=6)
-    for (_, _, right, _), (left, _, _, _) in zip(strip.panel_boxes, strip.panel_boxes[1:]):
-        assert left - right == 6
-        for x in range(right, left):
-            for y in (0, 31, 63):
-                assert strip.image.getpixel((x, y)) == WHITE
+def test_stitch_paints_a_white_band_over_each_inner_boundary():
+    strip = stitch(panels(3), L(64, 6, 3))
+    assert strip.image.size == (3 * 64, 64)  # the band is painted, not inserted
+    for _, _, edge, _ in strip.panel_boxes[:-1]:
+        for y in (0, 31, 63):
+            assert [strip.image.getpixel((x, y)) for x in range(edge - 3, edge + 3)] == [WHITE] * 6
+            assert strip.image.getpixel((edge - 4, y)) != WHITE and strip.image.getpixel((edge + 3, y)) != WHITE
 
 
 def test_stitch_without_gap_and_default_size():
-    strip = stitch(panels(6), gap=0)
+    strip = stitch(panels(6), L(gap=0))
     assert strip.image.size == (6 * 256, 256)
     assert [box[0] for box in strip.panel_boxes] == [256 * k for k in range(6)]
 
@@ -97,6 +110,8 @@ def test_stitch_rejects_no_panels_and_caption_count_mismatch():
         stitch([])
     with pytest.raises(DataError, match="2 captions for 3 panels"):
         stitch(panels(3), captions=["a", "b"])
+    with pytest.raises(DataError, match="over the 40 MP budget"):
+        stitch([solid(COLOURS[0], (40000, 10))], L(256, 6, 1))
 
 
 # --- comic folders ---------------------------------------------------------------------------------
@@ -108,7 +123,7 @@ def write_comic(folder: Path, n: int = 6, caps: list[str] | None = None, size=(4
 
 def test_load_strip_reads_panels_in_order_and_names_the_strip_after_the_folder(tmp_path):
     folder = write_comic(tmp_path / "comic7")
-    strip = load_strip(folder, height=64, gap=6)
+    strip = load_strip(folder, L(64, 6))
     assert strip.comic_id == "comic7"
     assert strip.n_panels == 6 and strip.captions is None
     assert [close(centre(strip, k), COLOURS[k]) for k in range(6)] == [True] * 6
@@ -120,7 +135,7 @@ def test_load_strip_accepts_mixed_image_suffixes(tmp_path):
     folder.mkdir()
     for k, img in enumerate(panels(3), start=1):
         img.save(folder / (f"p{k}.jpg" if k == 2 else f"p{k}.png"))
-    assert load_strip(folder, n_panels=3, height=32).n_panels == 3
+    assert load_strip(folder, L(32, 6, 3)).n_panels == 3
 
 
 def test_missing_panel_is_named(tmp_path):
@@ -135,7 +150,7 @@ def test_extra_panel_is_named(tmp_path):
     solid(WHITE).save(folder / "p7.png")
     with pytest.raises(DataError, match=r"extra panel\(s\) p7.png"):
         load_strip(folder)
-    assert load_strip(folder, n_panels=7, height=32).n_panels == 7
+    assert load_strip(folder, L(32, 6, 7)).n_panels == 7
 
 
 def test_duplicate_panel_is_named(tmp_path):
@@ -158,9 +173,9 @@ def test_captions_json_round_trip(tmp_path):
     caps = captions(6, tag="ü ")
     folder = write_comic(tmp_path / "c", caps=caps)
     assert json.loads((folder / "captions.json").read_text(encoding="utf-8")) == caps
-    assert load_strip(folder, height=32).captions == caps
+    assert load_strip(folder, L(32)).captions == caps
     save_strip_folder(folder, panels(6))  # rewriting without captions removes the stale file
-    assert load_strip(folder, height=32).captions is None
+    assert load_strip(folder, L(32)).captions is None
 
 
 @pytest.mark.parametrize(
@@ -210,12 +225,14 @@ def test_list_comics_errors_tell_the_expected_layout(tmp_path):
         list_comics(tmp_path / "single")
 
 
-def test_iter_strips_honours_limit_and_stitch_options(tmp_path):
+def test_folder_strips_honour_limit_slice_and_layout(tmp_path):
     for name in ("a", "b", "c"):
         write_comic(tmp_path / name, n=2)
-    strips = list(iter_strips(tmp_path, n_panels=2, limit=2, height=32, gap=2))
+    strips = resolve_comics(tmp_path, L(32, 2, 2), limit=2)
     assert [s.comic_id for s in strips] == ["a", "b"]
-    assert strips[0].image.size == (32 + 2 + 32, 32)
+    assert strips[0].image.size == (32 + 32, 32)
+    assert [s.comic_id for s in resolve_comics(f"{tmp_path}[1:3]", L(32, 2, 2))] == ["b", "c"]
+    assert [s.comic_id for s in resolve_comics(f"{tmp_path}[1:]", L(32, 2, 2), limit=1)] == ["b"]
 
 
 # --- Hugging Face dataset -----------------------------------------------------------------------
@@ -238,16 +255,16 @@ def hub_dataset(n_rows: int = 3, n_panels: int = 6, caption_template: str | None
 
 
 def test_hub_strips_from_in_memory_dataset_with_captions():
-    strips = list(load_hub_strips(dataset=hub_dataset(), height=32, gap=6))
+    strips = hub_strips(hub_dataset(), 32, 6)
     assert [s.comic_id for s in strips] == ["100", "101", "102"]
     assert strips[1].captions == [f"row 1 panel {k}" for k in range(1, 7)]
-    assert strips[1].n_panels == 6 and strips[1].image.size == (6 * 32 + 5 * 6, 32)
+    assert strips[1].n_panels == 6 and strips[1].image.size == (6 * 32, 32)
     assert close(centre(strips[1], 0), COLOURS[1])  # row 1 starts one colour later
     assert strips[0].meta["style"] == "noir" and strips[0].meta["row"] == 0
 
 
 def test_hub_strips_without_caption_columns_and_with_limit():
-    strips = list(load_hub_strips(dataset=hub_dataset(caption_template=None), limit=2, height=32))
+    strips = hub_strips(hub_dataset(caption_template=None), 32, stop=2)
     assert len(strips) == 2 and all(s.captions is None for s in strips)
 
 
@@ -260,24 +277,24 @@ def test_hub_caption_column_names_are_detected(template):
 def test_hub_accepts_a_dataset_dict_and_picks_the_split():
     datasets = pytest.importorskip("datasets")
     dd = datasets.DatasetDict({"train": hub_dataset(1), "test": hub_dataset(2)})
-    assert len(list(load_hub_strips(dataset=dd, split="test", height=32))) == 2
+    assert len(hub_strips(dd, 32, split="test")) == 2
     with pytest.raises(DataError, match="Split 'dev'"):
-        load_hub_strips(dataset=dd, split="dev")
+        hub_strips(dd, split="dev")
 
 
 def test_hub_missing_columns_name_what_was_found_and_expected():
     ds = hub_dataset(1).remove_columns(["panel_6"])
     with pytest.raises(DataError, match="panel_1'..'panel_6'") as info:
-        load_hub_strips(dataset=ds)  # checked at call time, before iterating
+        hub_strip_set("test", "train", 0, None, L(), source="hf:test", dataset=ds)  # checked before iterating
     assert "panel_5" in str(info.value) and "caption_1" in str(info.value)
     with pytest.raises(DataError, match="No 'comic_id' column"):
-        load_hub_strips(dataset=hub_dataset(1).remove_columns(["comic_id"]))
+        hub_strips(hub_dataset(1).remove_columns(["comic_id"]))
 
 
 def test_hub_partial_caption_columns_are_an_error_not_a_silent_drop():
     ds = hub_dataset(1).remove_columns(["caption_3"])
     with pytest.raises(DataError, match="do not cover panels 1..6"):
-        load_hub_strips(dataset=ds)
+        hub_strips(ds)
 
 
 def test_hub_export_round_trips_through_the_folder_layout(tmp_path):
@@ -286,8 +303,8 @@ def test_hub_export_round_trips_through_the_folder_layout(tmp_path):
     assert [f.name for f in folders] == ["100", "101"]
     assert sorted(p.name for p in folders[0].iterdir()) == ["captions.json", *[f"p{k}.png" for k in range(1, 7)]]
     assert Image.open(folders[0] / "p2.png").size == (80, 40)  # exported as in the dataset, not resized
-    from_hub = list(load_hub_strips(dataset=ds, height=64))
-    from_disk = list(iter_strips(tmp_path, height=64))
+    from_hub = hub_strips(ds, 64)
+    from_disk = list(resolve_comics(tmp_path, L(64)))
     for a, b in zip(from_hub, from_disk, strict=True):
         assert a.comic_id == b.comic_id and a.captions == b.captions
         assert a.panel_boxes == b.panel_boxes
@@ -318,6 +335,8 @@ def test_comics_sampler_is_deterministic_for_a_seed(tmp_path):
     first = [s.comic_id for s in sample_comics_strips(root, 5, seed=3, height=32)]
     again = [s.comic_id for s in sample_comics_strips(root, 5, seed=3, height=32)]
     other = [s.comic_id for s in sample_comics_strips(root, 5, seed=4, height=32)]
+    later = [s.comic_id for s in corpus_strip_set(root, 5, 8, L(32), seed=3)]
+    assert not set(later) & set(first)  # slices of one seed's sample are disjoint
     assert first == again and first != other
     assert len(set(first)) == 5
     strip = sample_comics_strips(root, 1, seed=0, height=32)[0]
@@ -339,16 +358,16 @@ def test_comics_sampler_uses_consecutive_panels_only(tmp_path):
     root = write_corpus(tmp_path, {"c": {0: 8}})
     (root / "c" / "0_3.jpg").unlink()  # panels 0,1,2,4,5,6,7: no run of 6
     with pytest.raises(DataError, match="No page .* has 6 consecutive panels"):
-        sample_comics_strips(root, 1)
+        corpus_strip_set(root, 0, 1, L())
     assert [s.comic_id for s in sample_comics_strips(root, 1, n_panels=4, height=32)] == ["c/0:4"]
 
 
 def test_comics_sampler_errors(tmp_path):
     with pytest.raises(DataError, match="COMICS folder not found"):
-        sample_comics_strips(tmp_path / "nowhere", 1)
+        corpus_strip_set(tmp_path / "nowhere", 0, 1, L())
     root = write_corpus(tmp_path / "r", {"c": {0: 6}})
     with pytest.raises(DataError, match="only 1 pages"):
-        sample_comics_strips(root, 2)
+        corpus_strip_set(root, 0, 2, L())
 
 
 # --- resolve_comics -----------------------------------------------------------------------------
@@ -357,33 +376,56 @@ def test_comics_sampler_errors(tmp_path):
 def test_resolve_comics_dispatches_on_the_spec(tmp_path):
     write_comic(tmp_path / "folders" / "a", n=6)
     write_comic(tmp_path / "folders" / "b", n=6)
-    assert [s.comic_id for s in resolve_comics(tmp_path / "folders", height=32)] == ["a", "b"]
-    assert [s.comic_id for s in resolve_comics(str(tmp_path / "folders" / "b"), height=32)] == ["b"]
+    assert [s.comic_id for s in resolve_comics(tmp_path / "folders", L(32))] == ["a", "b"]
+    assert [s.comic_id for s in resolve_comics(str(tmp_path / "folders" / "b"), L(32))] == ["b"]
     root = write_corpus(tmp_path / "corpus", {"c": {0: 6, 1: 6}})
-    assert len(resolve_comics(f"comics:{root}", limit=2, height=32)) == 2
+    assert len(resolve_comics(f"comics:{root}", L(32), limit=2)) == 2
     with pytest.raises(DataError, match="needs a number of strips"):
         resolve_comics(f"comics:{root}")
     with pytest.raises(DataError, match="no such folder") as info:
         resolve_comics("s3:bucket/comics")
     assert "hf:" in info.value.fix
+    synth = resolve_comics("synth:7[2:5]", L(64, 0))
+    assert synth.ids == ["synth_000009", "synth_000010", "synth_000011"]
+    assert resolve_comics("synth:7", L(64, 0), limit=2).ids == ["synth_000007", "synth_000008"]
 
 
-def test_resolve_comics_hf_spec_loads_the_named_dataset_and_split(monkeypatch):
-    import gazeheads.data as data
+def test_resolve_comics_hf_spec_names_the_dataset_split_and_window(monkeypatch):
+    import gazeheads.data.hub as hub
 
     calls = []
 
-    def fake_load_hub_strips(name, split, limit, n_panels, **kw):
-        calls.append((name, split, limit, n_panels, kw))
-        return iter([stitch(panels(n_panels), height=32, comic_id="x")])
+    def fake(name, split, start, stop, layout, *, source, dataset=None):
+        calls.append((name, split, start, stop, layout.gap, source))
+        return "strips"
 
-    monkeypatch.setattr(data, "load_hub_strips", fake_load_hub_strips)
-    assert [s.comic_id for s in resolve_comics("hf:baulab/openai-comic-strips", limit=5, gap=2)] == ["x"]
-    resolve_comics("hf:someone/strips:test", n_panels=4)
+    monkeypatch.setattr(hub, "hub_strip_set", fake)
+    assert resolve_comics("hf:baulab/openai-comic-strips", L(gap=2), limit=5) == "strips"
+    resolve_comics("hf:someone/strips:test[250:500]", L(n=4))
+    resolve_comics("hf:someone/strips[250:]", L(), limit=10)
     assert calls == [
-        ("baulab/openai-comic-strips", "train", 5, 6, {"gap": 2}),
-        ("someone/strips", "test", None, 4, {}),
+        ("baulab/openai-comic-strips", "train", 0, 5, 2, "hf:baulab/openai-comic-strips:train"),
+        ("someone/strips", "test", 250, 500, 6, "hf:someone/strips:test"),
+        ("someone/strips", "train", 250, 260, 6, "hf:someone/strips:train"),
     ]
+
+
+@pytest.mark.parametrize("text, kind, start, stop", [
+    ("synth", "synth", 0, None), ("synth:7[0:40]", "synth", 0, 40), ("hf:a/b[250:500]", "hf", 250, 500),
+    ("comics:/data/comics[:20]", "comics", 0, 20), ("some/folder[3:]", "folder", 3, None),
+])
+def test_parse_comics_reads_every_form_and_its_slice(text, kind, start, stop):
+    spec = parse_comics(text)
+    assert (spec.kind, spec.start, spec.stop) == (kind, start, stop)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("synth:abc", "seed"), ("synth[5:2]", "selects no strip"), ("hf:", "No dataset name"), ("", "No comics"),
+    ("comics:", "No corpus folder"), ("synth[-3:]", "counts from the end"),
+])
+def test_parse_comics_refuses_malformed_specs(text, message):
+    with pytest.raises(DataError, match=message):
+        parse_comics(text)
 
 
 def test_hub_accepts_list_columns_and_undecoded_images():
@@ -398,6 +440,6 @@ def test_hub_accepts_list_columns_and_undecoded_images():
     ds = datasets.Dataset.from_dict(
         {"comic_id": ["z"], "panels": [panels(3)], "captions": [captions(3)]}, features=features
     )
-    (strip,) = load_hub_strips(dataset=ds, n_panels=3, height=32)
+    (strip,) = hub_strips(ds, 32, n=3)
     assert strip.comic_id == "z" and strip.captions == captions(3)
     assert close(centre(strip, 2), COLOURS[2])

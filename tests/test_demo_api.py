@@ -24,7 +24,6 @@ pytest.importorskip("uvicorn", reason="the demo needs uvicorn (pip install -e .)
 from fastapi.testclient import TestClient  # noqa: E402
 
 import gazeheads as gh  # noqa: E402
-from gazeheads.demo import add_demo_parser  # noqa: E402
 from gazeheads.demo.library import Limits  # noqa: E402
 from gazeheads.demo.server import create_app  # noqa: E402
 from gazeheads.ranking import Ranking  # noqa: E402
@@ -39,7 +38,10 @@ N_HEADS = 16  # 2 layers x 8 heads: default K = 1 (about 8.7%, as everywhere)
 @pytest.fixture(scope="module")
 def gm():
     model, processor = make_qwen("qwen3_vl", layers=2, heads=8, kv_heads=4, seed=3)
-    return gh.GazeModel(model, processor, name="tiny-random")
+    from gazeheads.layout import ModelLayout, StripLayout
+
+    return gh.GazeModel(model, processor, name="tiny-random",
+                        layout=ModelLayout(strip=StripLayout(height=64, gap=0), synthetic=True))
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +63,14 @@ def comics(tmp_path_factory):
 
 def make_client(gm, ranking, **kwargs) -> TestClient:
     kwargs.setdefault("synthetic_seeds", (100_000, 100_001))
-    kwargs.setdefault("strip_height", 64)  # the synthetic layout (the random model has no gazeheads.json)
-    kwargs.setdefault("strip_gap", 0)
     return TestClient(create_app(gm, ranking, **kwargs), base_url=BASE)
 
 
 @pytest.fixture(scope="module")
 def client(gm, ranking, comics):
-    with make_client(gm, ranking, comics_dir=comics, max_new_tokens=12, default_new_tokens=4,
+    from gazeheads.data import resolve_comics
+
+    with make_client(gm, ranking, comics=resolve_comics(comics, gm.layout.strip), max_new_tokens=12, default_new_tokens=4,
                      limits=Limits(max_upload_bytes=200_000, max_pixels=300_000, max_side=256)) as c:
         yield c
 
@@ -120,7 +122,7 @@ def test_page_and_static_files(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    assert '<canvas id="overlay">' in page.text
+    assert '<canvas id="overlay"' in page.text
     for name, kind in (("app.js", "javascript"), ("style.css", "text/css")):
         response = client.get(f"/static/{name}")
         assert response.status_code == 200 and kind in response.headers["content-type"]
@@ -151,7 +153,7 @@ def test_info_gives_model_heads_and_defaults(client):
     assert info["total_heads"] == N_HEADS
     assert info["default_k"] == 1  # about 8.7% of the heads (heads.default_k), as in the CLI
     assert info["default_phase"] == "decode"
-    assert set(info["phases"]) == {"decode", "prefill+decode"}
+    assert set(info["phases"]) == {"decode", "prefill+decode", "last-prompt+decode"}
     assert info["question"] == gh.prompts.NARRATION_QUESTION
     assert info["max_new_tokens"] == 12 and info["default_new_tokens"] == 4
     assert info["limits"] == {"max_upload_bytes": 200_000, "max_pixels": 300_000, "max_side": 256}
@@ -262,6 +264,47 @@ def test_uploads_are_kept_in_memory_only_and_bounded(gm, ranking, tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
+def test_uploads_are_decoded_on_a_few_threads_and_429_beyond_the_waiting_room():
+    from gazeheads.demo.library import Library, UploadError
+
+    library = Library([], Limits(decoders=1, max_waiting=1))
+    try:
+        release = threading.Event()
+        first = library.decoding(release.wait, 30)  # holds the only decoder
+        second = library.decoding(lambda: threading.current_thread().name)  # waits
+        with pytest.raises(UploadError) as refused:
+            library.decoding(lambda: None)
+        assert refused.value.status == 429 and "1 at a time" in refused.value.problem
+        release.set()
+        assert first.result(timeout=30) is True
+        assert second.result(timeout=30).startswith("gazeheads-decode")
+        assert library.decoding(lambda: "room again").result(timeout=30) == "room again"
+    finally:
+        library.close()
+
+
+def test_large_uploads_are_shrunk_while_decoding_and_turned_upright():
+    from gazeheads.demo.library import decode_upload
+
+    limits = Limits(max_side=256)
+    for fmt, mode in (("JPEG", "RGB"), ("PNG", "RGBA"), ("PNG", "P"), ("WEBP", "RGB"), ("BMP", "L")):
+        buffer = io.BytesIO()
+        Image.new(mode, (2000, 1000), 90).save(buffer, format=fmt)
+        image = decode_upload(buffer.getvalue(), limits)
+        assert image.mode == "RGB" and image.size == (256, 128), (fmt, mode, image.size)
+    # a phone photo stored sideways (EXIF orientation 6: rotate 90 degrees clockwise to show)
+    photo = Image.new("RGB", (400, 200), (0, 0, 0))
+    photo.paste((255, 0, 0), (0, 0, 40, 200))  # the stored left edge is red
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", exif=exif, quality=95)
+    upright = decode_upload(buffer.getvalue(), limits)
+    assert upright.size == (128, 256)
+    red, green, blue = upright.getpixel((64, 5))
+    assert red > 200 and green < 60 and blue < 60  # the red edge is now at the top
+
+
 # generation ---------------------------------------------------------------------------------------
 
 
@@ -275,9 +318,10 @@ def test_steered_generation_streams_tokens_with_tint_and_heat(client):
     assert start["image_tokens"] == 24 and start["regions"] == [f"panel {k}" for k in range(1, 7)]
     tokens = [e for e in events if e["type"] == "token"]
     assert [t["step"] for t in tokens] == list(range(len(tokens))) and 1 <= len(tokens) <= 4
-    for t in tokens:
+    assert len(tokens) >= 2
+    for t in tokens[1:]:  # decode only (the published demo): the first generated token is not steered
         assert len(t["heat"]) == 24 and max(t["heat"]) == 1.0
-        assert t["focus"] == 2  # the steered heads look at panel 3, so every token is tinted panel 3
+        assert t["focus"] == 2  # the steered heads look at panel 3, so every later token is tinted panel 3
         assert t["shares"][2] > 0.999
         assert t["target_seq"] == 0
     assert events[-1]["text"] == tokens[-1]["full"]
@@ -286,16 +330,16 @@ def test_steered_generation_streams_tokens_with_tint_and_heat(client):
 
 def test_spotlight_boosts_the_cells_inside_the_circle(client):
     # a circle around the centre of token cell (row 1, col 4): only that cell's centre is inside
-    status, events = generate(client, target={"kind": "circle", "x": 144, "y": 48, "r": 10}, max_new_tokens=2)
+    status, events = generate(client, target={"kind": "circle", "x": 144, "y": 48, "r": 10}, max_new_tokens=3)
     assert status == 200
-    for t in (e for e in events if e["type"] == "token"):
+    for t in [e for e in events if e["type"] == "token"][1:]:
         assert t["heat"].index(1.0) == 12 + 4
         assert sum(t["heat"]) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_tiny_spotlight_falls_back_to_the_nearest_cell(client):
-    status, events = generate(client, target={"kind": "circle", "x": 200, "y": 5, "r": 1}, max_new_tokens=1)
-    token = next(e for e in events if e["type"] == "token")
+    status, events = generate(client, target={"kind": "circle", "x": 200, "y": 5, "r": 1}, max_new_tokens=2)
+    token = [e for e in events if e["type"] == "token"][1]
     assert token["heat"].index(1.0) == 6  # cell (row 0, col 6) holds the point (200, 5)
 
 
@@ -340,6 +384,12 @@ def test_generate_rejects_malformed_requests(client, body, where):
     status, (error,) = generate(client, **body)
     assert status == 422
     assert any(where in [str(part) for part in item["loc"]] for item in error["detail"]), error
+
+
+def test_a_refused_request_is_explained_in_words(client):
+    status, (error,) = generate(client, target={"kind": "panel", "index": 3}, k=0)
+    assert status == 422
+    assert error["message"].startswith("The request was not accepted (k: Input should be greater than")
 
 
 @pytest.mark.parametrize("body,message", [
@@ -403,7 +453,7 @@ class EventReader:
 @pytest.fixture(scope="module")
 def server(gm, ranking):
     pytest.importorskip("httpx")
-    app = create_app(gm, ranking, synthetic_seeds=(100_000,), strip_height=64, strip_gap=0, queue_size=1,
+    app = create_app(gm, ranking, synthetic_seeds=(100_000,), queue_size=1,
                      max_new_tokens=40)
     with live_server(app) as url:
         yield url, app
@@ -431,7 +481,7 @@ def test_moving_the_target_mid_generation_retargets_the_next_tokens(server):
         assert seq == 1 and from_step >= 2
         rest = [e for e in events.until("done") if e["type"] == "token"]
     tokens = first + rest
-    assert all(t["focus"] == 2 and t["target_seq"] == 0 for t in tokens if t["step"] < from_step)
+    assert all(t["focus"] == 2 and t["target_seq"] == 0 for t in tokens if 1 <= t["step"] < from_step)  # 0: unsteered
     after = [t for t in tokens if t["step"] >= from_step]
     assert after, "the generation ended before the new target applied"
     assert all(t["focus"] == 4 and t["target_seq"] == 1 for t in after)
@@ -511,6 +561,41 @@ def test_one_generation_at_a_time_and_a_bounded_queue(server):
         wait_until(lambda: _status(http, url)["running"] is None and _status(http, url)["waiting"] == 0)
 
 
+def test_fifty_clients_at_once_get_a_stream_or_a_429_with_a_reason(server):
+    import httpx
+
+    url, _ = server  # one running and one waiting generation at most
+    body = {"image_id": STRIP, "target": {"kind": "panel", "index": 2}, "max_new_tokens": 40, "token_delay_ms": 50}
+    gate = threading.Barrier(50)
+    results: list = []
+
+    def visitor() -> None:
+        try:
+            with httpx.Client(timeout=60) as http:
+                gate.wait()
+                with http.stream("POST", f"{url}/api/generate", json=body) as response:
+                    if response.status_code == 200:
+                        results.append((200, EventReader(response).next()["type"]))
+                    else:
+                        response.read()
+                        results.append((response.status_code, response.json()["detail"]))
+        except Exception as exc:  # noqa: BLE001 - counted as an error
+            results.append(("error", repr(exc)))
+
+    threads = [threading.Thread(target=visitor) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == 50
+    assert [r for r in results if r[0] not in (200, 429)] == []  # no errors
+    served = [r for r in results if r[0] == 200]
+    assert 1 <= len(served) <= 2 and all(kind == "queued" for _, kind in served)
+    assert all("queue" in detail for status, detail in results if status == 429)
+    with httpx.Client(timeout=30) as http:  # the visitors left: their generations are cancelled
+        wait_until(lambda: _status(http, url)["running"] is None and _status(http, url)["waiting"] == 0)
+
+
 def test_a_waiting_generation_whose_client_leaves_never_runs(server):
     import httpx
 
@@ -536,12 +621,9 @@ def test_a_waiting_generation_whose_client_leaves_never_runs(server):
 
 
 def test_demo_subcommand_options():
-    import argparse
+    from gazeheads.cli import build_parser
 
-    from gazeheads.cli import _add_model_options
-
-    parser = argparse.ArgumentParser(prog="gazeheads")
-    add_demo_parser(parser.add_subparsers(dest="command"), _add_model_options)
+    parser = build_parser()
     args = parser.parse_args(["demo"])
     assert (args.host, args.port, args.ranking, args.comics, args.k, args.model) == \
         ("127.0.0.1", 8765, None, None, None, None)
@@ -551,7 +633,7 @@ def test_demo_subcommand_options():
 
 
 def test_loopback_detection():
-    from gazeheads.demo import _is_loopback
+    from gazeheads.demo import is_loopback as _is_loopback
 
     assert _is_loopback("127.0.0.1") and _is_loopback("localhost") and _is_loopback("::1") and _is_loopback("127.0.0.2")
     assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.2") and not _is_loopback("example.org")
@@ -562,6 +644,32 @@ def test_startup_ranking_on_synthetic_strips(gm):
 
     ranking = startup_ranking(gm, n_strips=1)
     assert ranking.shape == gm.shape and ranking.n_strips == 1 and ranking.n_panels == 6
+
+
+def test_an_existing_ranking_of_the_same_model_is_found_under_runs(gm, ranking, tmp_path):
+    import os
+
+    from gazeheads.demo import find_ranking, find_ranking_file
+
+    assert find_ranking(gm, tmp_path / "nothing") is None
+    runs = tmp_path / "runs"
+    model, processor = make_qwen("qwen3_vl", layers=2, heads=8, kv_heads=4, seed=4)
+    other = gh.GazeModel(model, processor, name="other weights, same shape")
+    rng = np.random.default_rng(5)
+    older = ranking.save(runs / "older" / "ranking.json")
+    newer = Ranking.from_matrices(rng.random((3, 2, 8, 6, 6)), model=gm, source="synth")
+    newer_path = newer.save(runs / "newer" / "ranking.json")
+    foreign = Ranking.from_matrices(rng.random((1, 2, 8, 6, 6)), model=other, source="synth")
+    foreign_path = foreign.save(runs / "foreign" / "ranking.json")
+    (runs / "broken").mkdir()
+    (runs / "broken" / "ranking.json").write_text("{not a ranking")
+    now = time.time()
+    for age, path in ((300, older), (200, newer_path), (100, foreign_path), (0, runs / "broken" / "ranking.json")):
+        os.utime(path, (now - age, now - age))
+    assert find_ranking_file(gm, runs) == newer_path  # the newest of this model, not another model's
+    found = find_ranking(gm, runs)
+    assert found.n_strips == 3 and np.allclose(found.matrices, newer.matrices) and found.source == "synth"
+    assert find_ranking_file(other, runs) == foreign_path
 
 
 def test_ranking_of_another_model_is_refused(gm, ranking):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import gazeheads as gh
+from gazeheads.discovery import strip_matrices, strip_matrices_per_question
 from gazeheads import prompts
 from gazeheads.heads import HeadSet
 
@@ -35,8 +36,8 @@ def eager_matrices(gm, eager, strip):
 @pytest.mark.parametrize("kv_heads", [4, 2], ids=["mha", "gqa"])
 def test_prefix_shared_discovery_equals_one_forward_per_question(family, kv_heads, strip):
     gm, eager = model_pair(family, kv_heads=kv_heads)
-    shared = gh.strip_matrices(gm, strip)
-    separate = gh.strip_matrices_per_question(gm, strip)
+    shared = strip_matrices(gm, strip)
+    separate = strip_matrices_per_question(gm, strip)
     reference = eager_matrices(gm, eager, strip)
     assert shared.shape == (gm.shape.n_layers, gm.shape.n_heads, 6, 6)
     assert np.abs(shared - separate).max() <= 1e-5
@@ -47,7 +48,7 @@ def test_gaze_score_is_the_mean_diagonal_over_strips():
     gm, _ = model_pair("qwen3_vl")
     strips = [draw_strip(seed=s) for s in range(3)]
     ranking = gh.discover(gm, strips, progress=False)
-    per_strip = np.stack([gh.strip_matrices(gm, s) for s in strips])
+    per_strip = np.stack([strip_matrices(gm, s) for s in strips])
     assert np.abs(ranking.matrices - per_strip.mean(0)).max() <= 1e-6
     expected = np.diagonal(per_strip.mean(0), axis1=-2, axis2=-1).mean(-1)
     assert np.abs(ranking.scores - expected).max() <= 1e-6
@@ -63,7 +64,10 @@ def test_ranking_round_trip_and_shape_check(tmp_path):
     meta = json.loads(path.read_text())
     assert meta["model"]["n_layers"] == 2 and meta["model"]["n_heads"] == 4 and meta["model"]["n_kv_heads"] == 2
     assert meta["model"]["fingerprint"] == gm.fingerprint()
+    strips = meta["data"].pop("strips")
     assert meta["data"] == {"source": "noise", "n_strips": 2, "n_panels": 6, "strip_ids": ["noise-1", "noise-2"]}
+    assert [s["comic_id"] for s in strips] == ["noise-1", "noise-2"]
+    assert strips[0]["digest"] == draw_strip(seed=1).digest != strips[1]["digest"]
     assert meta["prompts"][2] == prompts.discovery_question(3, 6)
     loaded = gh.Ranking.load(path)
     assert np.allclose(loaded.scores, ranking.scores, atol=1e-7)
@@ -122,9 +126,9 @@ def test_head_selection_rules():
         ranking.top(9)
     with pytest.raises(gh.HeadSelectionError, match="percentile"):
         ranking.random_control(3, percentile=5, widen=False)
-    with pytest.warns(UserWarning, match="at or below the 5th percentile"):  # widened to the 3 lowest outside top-3
+    with pytest.warns(gh.GazeheadsWarning, match="at or below score percentile 5;"):  # widened: 3 lowest outside top-3
         widened = ranking.random_control(3, percentile=5)
-    assert set(widened) == {(0, 0), (0, 1), (0, 2)} and "37.5th percentile" in widened.name
+    assert set(widened) == {(0, 0), (0, 1), (0, 2)} and "percentile <= 37.5" in widened.name
     with pytest.raises(gh.HeadSelectionError, match="percentile"):  # 3 heads outside the top-5: nothing to widen to
         ranking.random_control(5, percentile=5)
     assert len(ranking.all_heads()) == 8
@@ -134,7 +138,7 @@ def test_head_selection_rules():
 
 def test_mixed_panel_counts_and_empty_input_are_errors():
     gm, _ = model_pair("qwen3_vl")
-    with pytest.raises(gh.DataError, match="different panel counts"):
+    with pytest.raises(gh.DataError, match="has 3 panels, the first strip 6"):
         gh.discover(gm, [draw_strip(), draw_strip(widths=(64, 64, 64))], progress=False)
     with pytest.raises(gh.DataError, match="No strips"):
         gh.discover(gm, [], progress=False)

@@ -17,6 +17,7 @@ from gazeheads.evaluation.judges import make_judge
 from gazeheads.evaluation.runner import EvalSettings, evaluate_strips
 from gazeheads.evaluation.session import ProcessInfo, finish, open_store
 from gazeheads.evaluation.store import JsonlStore
+from gazeheads.specs import HeadSpec, SteerSpec
 from gazeheads.synth import make_strip
 
 from factories import save_qwen
@@ -39,7 +40,7 @@ def strips():
     return [make_strip(100_000 + i, comic_id=f"synth_{100_000 + i:06d}") for i in range(N_STRIPS)]
 
 
-SETTINGS = dict(protocol="narration", k=2, control_percentile=50, max_new_tokens=3)
+SETTINGS = dict(protocol="narration", heads=HeadSpec(k=2, percentile=50), max_new_tokens=3)
 
 
 def records_by_key(path):
@@ -79,7 +80,7 @@ def test_several_strips_per_batch_equal_one_strip_at_a_time(saved, tmp_path):
             extra = dict(max_new_tokens=None, segment_tokens=1) if protocol == "dynamic" else {}
             settings = EvalSettings(**dict(SETTINGS, protocol=protocol, strips_per_batch=per_batch, **extra))
             out = tmp_path / f"{protocol}-{per_batch}"
-            evaluate_strips(gm, ranking, strips(), settings, make_judge("truth"), open_store(out, ProcessInfo(), True),
+            evaluate_strips(gm, ranking, strips(), settings, make_judge("truth"), open_store(out, ProcessInfo(), resume=True),
                             progress=False)
             results.append(records_by_key(out / "generations.jsonl"))
         assert results[0] == results[1]
@@ -91,6 +92,7 @@ KILLABLE = textwrap.dedent("""
     from gazeheads.evaluation.judges import make_judge
     from gazeheads.evaluation.runner import EvalSettings, evaluate_strips
     from gazeheads.evaluation.session import ProcessInfo, open_store
+    from gazeheads.specs import HeadSpec
     from gazeheads.synth import make_strip
     root, out = sys.argv[1], sys.argv[2]
     gm = gh.load(root + "/model")
@@ -138,7 +140,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(saved, tmp_path):
     assert {r["key"] for r in added}.isdisjoint(partial)
 
     clean = tmp_path / "clean"
-    evaluate_strips(gm, ranking, strips(), settings, make_judge("truth"), open_store(clean, ProcessInfo(), True),
+    evaluate_strips(gm, ranking, strips(), settings, make_judge("truth"), open_store(clean, ProcessInfo(), resume=True),
                     progress=False)
     assert records_by_key(path) == records_by_key(clean / "generations.jsonl")
     assert path.read_text().count("\n") == total  # nothing lost, nothing duplicated
@@ -227,11 +229,13 @@ def test_resume_refuses_other_settings_but_may_add_conditions(saved, tmp_path):
     _, gm, ranking = saved
     two = strips()[:1]
     gaze_only = EvalSettings(**dict(SETTINGS, conditions=("gaze",)))
-    evaluate_strips(gm, ranking, two, gaze_only, make_judge("truth"), open_store(tmp_path, ProcessInfo(), True),
+    evaluate_strips(gm, ranking, two, gaze_only, make_judge("truth"), open_store(tmp_path, ProcessInfo(), resume=True),
                     progress=False)
-    store = open_store(tmp_path, ProcessInfo(), True)
-    for changed in (dict(seed=7), dict(mode="suppress_image"), dict(max_new_tokens=4), dict(question="Describe.")):
-        with pytest.raises(SettingsMismatch, match=f"narration records made with other settings .*{next(iter(changed))}"):
+    store = open_store(tmp_path, ProcessInfo(), resume=True)
+    for changed, field in ((dict(heads=HeadSpec(k=2, percentile=50, seed=7)), "seed"),
+                           (dict(steer=SteerSpec(mode="suppress_image")), "mode"), (dict(max_new_tokens=4), "max_new_tokens"),
+                           (dict(question="Describe."), "question")):
+        with pytest.raises(SettingsMismatch, match=f"narration records made with other settings .*{field}"):
             evaluate_strips(gm, ranking, two, EvalSettings(**dict(SETTINGS, **changed)), make_judge("truth"), store,
                             progress=False)
     assert len(store) == 1 + 6  # the refused runs added nothing
@@ -240,7 +244,12 @@ def test_resume_refuses_other_settings_but_may_add_conditions(saved, tmp_path):
     assert len(store) == 1 + 3 * 6  # random and all heads added to the gaze records
     saved_heads = json.loads((tmp_path / "generations.settings.json").read_text())["narration"]["heads"]
     assert set(saved_heads) == {"gaze@2", "random@2", "all@8"}
-    fresh = open_store(tmp_path, ProcessInfo(), resume=False)  # without resume: a new run
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(gh.GazeheadsError, match="already holds generations") as info:
+        open_store(tmp_path, ProcessInfo())  # neither resume nor restart: refused, nothing touched
+    assert "--resume" in info.value.fix and "--restart" in info.value.fix
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    fresh = open_store(tmp_path, ProcessInfo(), restart=True)  # asked for: a new run
     assert len(fresh) == 0 and not (tmp_path / "generations.settings.json").exists()
 
 
@@ -254,20 +263,21 @@ def test_resume_sees_the_shards_of_another_process_count(tmp_path):
     for process in (ProcessInfo(), ProcessInfo(index=1, count=3)):
         store = open_store(tmp_path, process, resume=True)
         assert sorted(store.records) == ["vqa|0", "vqa|1"]
-    open_store(tmp_path, ProcessInfo(), resume=False)  # a new one-process run clears every old shard
+    open_store(tmp_path, ProcessInfo(), restart=True)  # a restarted one-process run clears every old shard
     assert not list(tmp_path.glob("generations.rank*"))
 
 
 def test_dynamic_narration_generates_one_segment_per_panel(saved, tmp_path):
     _, gm, ranking = saved
-    settings = EvalSettings(protocol="dynamic", k=2, control_percentile=50, conditions=("gaze",), segment_tokens=2)
+    settings = EvalSettings(protocol="dynamic", heads=HeadSpec(k=2, percentile=50), conditions=("gaze",),
+                            segment_tokens=2)
     store = evaluate_strips(gm, ranking, strips()[:1], settings, make_judge("truth"),
-                            open_store(tmp_path, ProcessInfo(), True), progress=False)
+                            open_store(tmp_path, ProcessInfo(), resume=True), progress=False)
     steered = [r for r in store if r["condition"] == "gaze"]
     assert len(steered) == 1 and len(steered[0]["segments"]) == len(steered[0]["schedule"]) == 6
     assert len(steered[0]["verdicts"]) == 6
     with pytest.raises(gh.GazeheadsError, match="segment per panel"):
-        EvalSettings(protocol="dynamic", max_new_tokens=100).resolved_protocol()
+        EvalSettings(protocol="dynamic", max_new_tokens=100)
 
 
 def test_records_without_saved_settings_cannot_be_resumed(tmp_path):

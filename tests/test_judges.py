@@ -1,13 +1,13 @@
-"""Judges: shared rules, ground truth, caption similarity, LLM judges against a fake server."""
+"""Judges: shared rules, ground truth, caption similarity, judge specs and make_judge.
+
+The LLM judges are tested against a local fake vendor server in test_judges_llm.py and
+test_judges_vendors.py.
+"""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys
 
 import numpy as np
 import pytest
@@ -16,14 +16,15 @@ from PIL import Image
 from gazeheads.evaluation.judges import (
     AnthropicJudge,
     CaptionSimilarityJudge,
+    DeferredJudge,
     GroundTruthJudge,
     JudgeError,
     JudgeItem,
-    OpenAICompatibleJudge,
+    JudgeSpec,
+    OpenAIJudge,
     Verdict,
     junk_reason,
     make_judge,
-    parse_choice,
     plural_forms,
     word_jaccard,
 )
@@ -304,214 +305,18 @@ def test_caption_similarity_with_a_tiny_local_sentence_transformer(tmp_path):
         assert verdict.choice == k and verdict.detail["similarities"][k - 1] == pytest.approx(1.0, abs=1e-4)
 
 
-# --------------------------------------------------------------------------- LLM judges
+def test_judge_many_equals_judge_one_by_one():
+    texts = ["a blue star", "", "red circle " * 6, "an orange ring and a red circle", "a cat on a sofa"]
+    items = [item(t, baseline="a blue star") for t in texts]
+    judge = GroundTruthJudge(baseline_threshold=0.85)
+    assert judge.judge_many(items) == [judge.judge(it) for it in items]
+    encoder = BagOfWords()
+    captions = CaptionSimilarityJudge(encoder=encoder)
+    sims = [sim_item(t) for t in ("red circle", "a big blue star", "green square", "")]
+    assert captions.judge_many(sims) == [captions.judge(it) for it in sims]
 
 
-class FakeChatServer(ThreadingHTTPServer):
-    """Answers POSTs with canned (status, body, headers) replies in order; records every request."""
-
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.replies: list[tuple[int, dict, dict]] = []
-        self.requests: list[dict] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                                     "body": body})
-        status, reply, headers = self.server.replies.pop(0) if self.server.replies else (500, {}, {})
-        data = json.dumps(reply).encode()
-        self.send_response(status)
-        for name, value in {"Content-Type": "application/json", **headers}.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    srv = FakeChatServer()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-def anthropic_reply(text: str) -> tuple[int, dict, dict]:
-    return 200, {"content": [{"type": "text", "text": text}]}, {}
-
-
-def openai_reply(text: str) -> tuple[int, dict, dict]:
-    return 200, {"choices": [{"message": {"role": "assistant", "content": text}}]}, {}
-
-
-STRIP = Image.new("RGB", (36, 6), (255, 255, 255))
-
-
-def llm_item(text: str = "a purple cross", key: str = "vqa|gaze|100|s1|5", **kw) -> JudgeItem:
-    return JudgeItem(text=text, n_panels=6, image=STRIP, key=key, **kw)
-
-
-def anthropic(server, tmp_path, sleeps=None, **kw) -> AnthropicJudge:
-    kw.setdefault("cache", tmp_path / "verdicts.jsonl")
-    return AnthropicJudge("claude-test", api_key="sk-test", base_url=server.url,
-                          sleep=(sleeps.append if sleeps is not None else lambda s: None), **kw)
-
-
-def test_anthropic_request_and_verdict(server, tmp_path):
-    server.replies = [anthropic_reply('{"panel": 5}')]
-    verdict = anthropic(server, tmp_path).judge(llm_item())
-    assert verdict.choice == 5 and verdict.hit(5) and verdict.judge == "anthropic:claude-test"
-    request = server.requests[0]
-    assert request["path"] == "/v1/messages"
-    assert request["headers"]["x-api-key"] == "sk-test" and request["headers"]["anthropic-version"]
-    image, text = request["body"]["messages"][0]["content"]
-    png = Image.open(io.BytesIO(base64.b64decode(image["source"]["data"])))
-    assert png.size == STRIP.size and image["source"]["media_type"] == "image/png"
-    assert "a purple cross" in text["text"] and '{"panel"' in text["text"]
-    assert request["body"]["model"] == "claude-test"
-
-
-def test_retries_429_and_5xx_with_backoff(server, tmp_path):
-    server.replies = [(429, {"error": "rate"}, {"Retry-After": "3"}), (503, {"error": "busy"}, {}),
-                      anthropic_reply('{"panel": 2}')]
-    sleeps: list[float] = []
-    verdict = anthropic(server, tmp_path, sleeps, backoff_s=0.5).judge(llm_item())
-    assert verdict.choice == 2
-    assert len(server.requests) == 3
-    assert sleeps == [3.0, 1.0]  # Retry-After honoured, then 0.5 * 2**1
-
-
-def test_gives_up_after_max_retries(server, tmp_path):
-    server.replies = [(500, {}, {})] * 3
-    sleeps: list[float] = []
-    with pytest.raises(JudgeError, match="after 3 attempts"):
-        anthropic(server, tmp_path, sleeps, max_retries=2, backoff_s=1.0).judge(llm_item())
-    assert len(server.requests) == 3 and sleeps == [1.0, 2.0]
-
-
-def test_network_errors_are_retried(tmp_path):
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    sleeps: list[float] = []
-    judge = AnthropicJudge("claude-test", api_key="k", base_url=f"http://127.0.0.1:{port}", max_retries=2,
-                           sleep=sleeps.append, timeout_s=5)
-    with pytest.raises(JudgeError, match="after 3 attempts"):
-        judge.judge(llm_item())
-    assert len(sleeps) == 2
-
-
-def test_client_errors_are_not_retried(server, tmp_path):
-    server.replies = [(401, {"error": "bad key"}, {})]
-    with pytest.raises(JudgeError) as info:
-        anthropic(server, tmp_path).judge(llm_item())
-    assert "401" in info.value.problem and "ANTHROPIC_API_KEY" in info.value.fix
-    assert len(server.requests) == 1
-
-
-def test_verdicts_are_cached_in_memory_and_on_disk(server, tmp_path):
-    server.replies = [anthropic_reply('{"panel": 5}'), anthropic_reply('{"panel": 1}')]
-    judge = anthropic(server, tmp_path)
-    first = judge.judge(llm_item())
-    again = judge.judge(llm_item(baseline="a purple cross"))  # cached choice, rules re-applied
-    assert len(server.requests) == 1
-    assert again.choice == 5 and again.detail["cached"] and again.same_as_baseline and not first.detail["cached"]
-    reopened = anthropic(server, tmp_path)  # a new process re-judging the same run
-    assert reopened.judge(llm_item()).choice == 5 and len(server.requests) == 1
-    reopened.judge(llm_item(key="vqa|gaze|100|s2|5"))  # another item: a new request
-    assert len(server.requests) == 2
-    lines = (tmp_path / "verdicts.jsonl").read_text().splitlines()
-    assert len(lines) == 2 and json.loads(lines[0])["choice"] == 5
-
-
-def test_junk_answers_cost_no_request(server, tmp_path):
-    verdict = anthropic(server, tmp_path).judge(llm_item("  "))
-    assert verdict.junk and server.requests == []
-
-
-def test_null_reply_is_junk_and_unreadable_reply_is_asked_again(server, tmp_path):
-    server.replies = [anthropic_reply('{"panel": null}')]
-    verdict = anthropic(server, tmp_path).judge(llm_item())
-    assert verdict.junk and verdict.choice is None and not verdict.hit(5)
-    server.replies = [anthropic_reply("I cannot tell."), anthropic_reply('{"panel": 3}')]
-    judge = anthropic(server, tmp_path)
-    unread = judge.judge(llm_item(key="other"))
-    assert unread.choice is None and not unread.junk and unread.detail["status"] == "unparsed"
-    assert judge.judge(llm_item(key="other")).choice == 3  # not cached: asked again
-
-
-@pytest.mark.parametrize("reply, expected", [
-    ('{"panel": 3}', (3, "ok")),
-    ('The answer is {"panel": 4}.', (4, "ok")),
-    ('```json\n{"panel": 5}\n```', (5, "ok")),
-    ('{"panel": "2"}', (2, "ok")),
-    ('{"category": 1}', (1, "ok")),
-    ('{"panel": null}', (None, "null")),
-    ("6", (6, "ok")),
-    ('"panel": 6', (6, "ok")),
-    ('{"panel": 9}', (None, "unparsed")),
-    ('{"panel": true}', (None, "unparsed")),
-    ("no idea", (None, "unparsed")),
-])
-def test_parse_choice(reply, expected):
-    assert parse_choice(reply, 6) == expected
-
-
-def test_openai_compatible_request_and_object_naming(server, tmp_path):
-    server.replies = [openai_reply('```json\n{"panel": "2"}\n```'), openai_reply('{"category": 2}')]
-    judge = make_judge(f"openai:tiny-vlm@{server.url}/v1", api_key="sk-o", cache=tmp_path / "v.jsonl",
-                       sleep=lambda s: None)
-    assert isinstance(judge, OpenAICompatibleJudge)
-    judge.check_ready()
-    assert judge.judge(llm_item()).choice == 2
-    request = server.requests[0]
-    assert request["path"] == "/v1/chat/completions"
-    assert request["headers"]["authorization"] == "Bearer sk-o"
-    text, image = request["body"]["messages"][0]["content"]
-    assert image["image_url"]["url"].startswith("data:image/png;base64,")
-    coco = judge.judge(JudgeItem(text="a square", n_panels=0, image=STRIP, key="coco|1",
-                                 category_names=["circle", "square"]))
-    assert coco.choice == 1  # the prompt numbers from 1; verdicts index category_names
-    assert "2. square" in server.requests[1]["body"]["messages"][0]["content"][0]["text"]
-
-
-def test_missing_key_or_endpoint_fails_in_check_ready(monkeypatch):
-    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    with pytest.raises(JudgeError) as info:
-        make_judge("anthropic:claude-test").check_ready()
-    assert "ANTHROPIC_API_KEY" in info.value.fix
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-env")
-    make_judge("anthropic:claude-test").check_ready()
-    with pytest.raises(JudgeError, match="API key"):
-        make_judge("openai:gpt-test@http://localhost:8000/v1").check_ready()
-    with pytest.raises(JudgeError, match="endpoint"):
-        make_judge("openai:gpt-test", api_key="sk").check_ready()
-    make_judge("openai:local@http://localhost:8000/v1", require_key=False).check_ready()
-
-
-def test_llm_judge_needs_the_image(server, tmp_path):
-    with pytest.raises(JudgeError, match="image"):
-        anthropic(server, tmp_path).judge(JudgeItem(text="a red circle", n_panels=6, key="k"))
-
-
-# --------------------------------------------------------------------------- make_judge
+# --------------------------------------------------------------------------- specs and make_judge
 
 
 def test_make_judge_specs():
@@ -519,13 +324,85 @@ def test_make_judge_specs():
     captions = make_judge("captions:/models/minilm")
     assert isinstance(captions, CaptionSimilarityJudge) and captions.name == "captions:/models/minilm"
     claude = make_judge("anthropic:claude-x")
-    assert isinstance(claude, AnthropicJudge) and claude.model == "claude-x"
-    local = make_judge("openai:org/model@7b@https://host:8443/v1")
+    assert isinstance(claude, AnthropicJudge) and claude.model == "claude-x" and claude.name == "anthropic:claude-x"
+    local = make_judge("openai:org/model@7b@https://host:8443/v1/")
+    assert isinstance(local, OpenAIJudge)
     assert (local.model, local.base_url) == ("org/model@7b", "https://host:8443/v1")
 
 
-@pytest.mark.parametrize("spec", ["gpt", "captions:", "truth:x", "anthropic:", ""])
-def test_unknown_judge_spec_is_a_clear_error(spec):
+def test_anthropic_defaults_to_the_published_judge_model():
+    assert make_judge("anthropic").model == "claude-sonnet-4-6"
+    assert JudgeSpec.parse("anthropic@http://127.0.0.1:9").base_url == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("text", [
+    "truth", "truth,baseline_threshold=0.85", "captions:/m/st,device=cpu,min_similarity=0.3",
+    "anthropic:claude-x", "anthropic:claude-x@http://127.0.0.1:8080,batch=always,batch_wait_s=none",
+    "openai:gpt-x@https://api.openai.com/v1,temperature=auto,require_key=false,batch_min=5",
+])
+def test_spec_round_trip(text):
+    spec = JudgeSpec.parse(text)
+    assert JudgeSpec.parse(str(spec)) == spec
+    assert hash(spec) == hash(JudgeSpec.parse(str(spec)))  # frozen, usable as a key
+
+
+def test_spec_options_are_typed_and_reach_the_judge(tmp_path):
+    spec = JudgeSpec.parse("anthropic:claude-x,batch=ALWAYS,batch_min=5,poll_s=0.5,batch_wait_s=none,"
+                           "require_key=no,image_format=png")
+    assert spec.kwargs() == {"batch": "always", "batch_min": 5, "poll_s": 0.5, "batch_wait_s": None,
+                             "require_key": False, "image_format": "png"}
+    assert spec.calls_model and spec.name == "anthropic:claude-x"
+    judge = make_judge(spec, cache_dir=tmp_path, batch_min=7)  # keyword arguments win over the spec
+    assert (judge.batch, judge.batch_min, judge.poll_s, judge.require_key) == ("always", 7, 0.5, False)
+    assert judge.cache.path == tmp_path / "verdicts.jsonl" and judge.ledger.path == tmp_path / "judge-batches.jsonl"
+    truth = make_judge("truth,baseline_threshold=0.85", cache_dir=tmp_path)  # no model, no cache
+    assert truth.baseline_threshold == 0.85 and not JudgeSpec.parse("truth").calls_model
+    assert make_judge("captions:/m,min_similarity=0.5", encoder=BagOfWords()).min_similarity == 0.5
+
+
+@pytest.mark.parametrize("spec, problem, fix", [
+    ("gpt", "unknown judge kind 'gpt'", "truth"),
+    ("", "empty", "anthropic"),
+    ("captions:", "no embedding model", "captions:<sentence-transformers"),
+    ("truth:x", "takes no model", "truth"),
+    ("openai:", "no model named", "openai:<model>"),
+    ("openai:m@localhost:8000/v1", "has no scheme", "http://"),
+    ("anthropic:m@ftp://host", "not an http(s) URL", "http://localhost:8000/v1"),
+    ("anthropic:m,colour=red", "no option 'colour'", "batch=<auto | always | never>"),
+    ("anthropic:m,batch=sometimes", "bad value 'sometimes' for batch", "batch=<auto | always | never>"),
+    ("anthropic:m,batch_min=0", "bad value '0' for batch_min", "batch_min=<int>"),
+    ("anthropic:m,temperature=0", "no option 'temperature'", "max_tokens"),
+    ("truth,device=cpu", "no option 'device'", "baseline_threshold"),
+])
+def test_bad_specs_say_what_is_wrong_and_how_to_write_them(spec, problem, fix):
     with pytest.raises(JudgeError) as info:
         make_judge(spec)
-    assert "truth" in info.value.fix
+    assert problem in info.value.problem and fix in info.value.fix
+
+
+def test_specs_parse_without_the_vendor_packages(monkeypatch):
+    monkeypatch.setitem(sys.modules, "anthropic", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "openai", None)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk")
+    judge = make_judge("anthropic:claude-x,batch=always")  # parsing and building need no client package
+    with pytest.raises(JudgeError) as info:
+        judge.check_ready()
+    assert 'pip install "gazeheads[anthropic]"' in info.value.fix
+    with pytest.raises(JudgeError) as info:
+        make_judge("openai:gpt-x", api_key="sk").check_ready()
+    assert 'pip install "gazeheads[openai]"' in info.value.fix
+
+
+def test_deferred_judge_gives_placeholders_under_the_same_name():
+    class Ready(GroundTruthJudge):
+        checked = False
+
+        def check_ready(self):
+            Ready.checked = True
+
+    deferred = DeferredJudge(Ready())
+    verdicts = deferred.judge_many([item("a blue star"), item("")])
+    assert [v.choice for v in verdicts] == [None, None] and all(v.detail["deferred"] for v in verdicts)
+    assert deferred.name == "truth" and not verdicts[0].hit(2)
+    deferred.check_ready()
+    assert Ready.checked

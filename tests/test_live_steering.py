@@ -221,7 +221,7 @@ def test_tracker_image_attention_under_steering_sits_on_the_target(strip):
 
 def test_tracker_without_the_option_keeps_nothing_per_token(strip):
     gm, encoded, heads = _setup(strip)
-    with gh.track(gm, heads, encoded) as tracker:
+    with gh.track(gm, heads, encoded, value_weighted=False) as tracker:
         gm.generate_ids(encoded, max_new_tokens=1)
     with pytest.raises(ValueError, match="keep_image_attention=True"):
         tracker.image_attention(0)

@@ -10,7 +10,8 @@ import pytest
 
 import gazeheads as gh
 from gazeheads.adapters import HeadShape
-from gazeheads.presence import add_presence_parser, presence_plot, presence_test, ranking_presence
+from gazeheads.ranking import StripIdentity
+from gazeheads.presence import presence_plot, presence_test, ranking_presence
 
 SHAPE = (16, 3, 8, 4)  # strips, layers, heads, panels
 PLANTED = [(1, 2), (2, 5), (0, 7)]
@@ -65,7 +66,7 @@ def test_results_are_seeded():
 def test_statistic_is_the_top_k_gaze_score_of_the_ranking(tmp_path):
     matrices = discovery_matrices(4, signal=0.3)
     ranking = gh.Ranking("tiny/model", "f", HeadShape(3, 8, 8), matrices.mean(0), per_strip=matrices,
-                         strip_ids=[f"s{i}" for i in range(SHAPE[0])])
+                         strips=[StripIdentity("synth", f"s{i}", "") for i in range(SHAPE[0])])
     result = ranking_presence(ranking, 3, n_permutations=50)
     assert result.observed == pytest.approx(np.sort(ranking.scores.reshape(-1))[-3:].mean())
     assert [(l, h) for l, h, _ in result.top_heads] == list(ranking.top(3))
@@ -85,42 +86,44 @@ def test_plot_and_command_write_their_files(tmp_path):
     paths = []
     for name, signal in (("qwen-like", 0.3), ("llava-like", 0.0)):
         matrices = discovery_matrices(6, signal=signal)
+        from gazeheads.ranking import StripIdentity
+
         ranking = gh.Ranking(name, "f", HeadShape(3, 8, 8), matrices.mean(0), per_strip=matrices,
-                             strip_ids=[f"s{i}" for i in range(SHAPE[0])])
+                             strips=[StripIdentity("synth", f"s{i}", "") for i in range(SHAPE[0])])
         paths.append(str(ranking.save(tmp_path / name / "ranking.json")))
-    parser = argparse.ArgumentParser()
-    add_presence_parser(parser.add_subparsers(dest="command"), lambda p: p.add_argument("--model"))
+    from gazeheads.cli import build_parser
+
+    parser = build_parser()
     out = tmp_path / "presence"
     args = parser.parse_args(["presence", "--ranking", paths[0], "--ranking", paths[1], "-k", "3",
                               "--permutations", "200", "--out", str(out)])
-    assert args.func(args) == 0
+    assert args.run(args) == 0
     report = json.loads((out / "presence.json").read_text())
     assert [r["model_id"] for r in report] == ["qwen-like", "llava-like"]
     assert report[0]["present"] and not report[1]["present"]
     assert {"p_value", "effect_size", "observed", "null_mean", "k", "verdict"} <= set(report[0])
     assert (out / "presence.png").read_bytes()[:4] == b"\x89PNG"
-    empty = parser.parse_args(["presence", "--out", str(out)])
+    empty = parser.parse_args(["presence", "--out", str(tmp_path / "empty")])
     with pytest.raises(gh.DataError, match="Nothing to test"):
-        empty.func(empty)
+        empty.run(empty)
 
 
 def test_command_runs_discovery_first_for_a_model_folder(tmp_path):
     """--model FOLDER --comics ROOT: discover on the strips, then test (here a tiny LLaVA-NeXT)."""
     from factories_families import make_family
-    from gazeheads.cli import _add_model_options
+    from gazeheads.cli import build_parser
     from gazeheads.synth import write_synthetic_comics
 
     model, processor = make_family("llava_next")
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")
     write_synthetic_comics(tmp_path / "comics", 3, seed=0, n_panels=3)
-    parser = argparse.ArgumentParser()
-    add_presence_parser(parser.add_subparsers(dest="command"), _add_model_options)
+    parser = build_parser()
     out = tmp_path / "out"
     args = parser.parse_args(["presence", "--model", str(tmp_path / "model"), "--device", "cpu",
                               "--comics", str(tmp_path / "comics"), "--n-strips", "3", "--n-panels", "3",
                               "--strip-height", "64", "--permutations", "50", "--out", str(out)])
-    assert args.func(args) == 0
+    assert args.run(args) == 0
     ranking = gh.Ranking.load(out / "ranking.json")
     assert ranking.model_class == "LlavaNextForConditionalGeneration" and ranking.per_strip.shape[0] == 3
     report = json.loads((out / "presence.json").read_text())

@@ -9,6 +9,7 @@ from PIL import Image
 import gazeheads as gh
 from gazeheads import prompts
 from gazeheads.data import stitch
+from gazeheads.layout import StripLayout
 from gazeheads.regions import ImageGeometry
 
 from conftest import model_pair
@@ -16,7 +17,7 @@ from conftest import model_pair
 
 def flat_strip(widths, height, gap=0):
     panels = [Image.new("RGB", (w, height), (40 * i, 90, 200 - 30 * i)) for i, w in enumerate(widths)]
-    return stitch(panels, height=height, gap=gap, multiple=height // 2)
+    return stitch(panels, StripLayout(height=height, gap=gap, n_panels=len(widths), multiple=height // 2))
 
 
 @pytest.mark.parametrize("family,cell", [("qwen3_vl", 32), ("qwen2_5_vl", 28), ("qwen2_vl", 28)])
@@ -39,15 +40,25 @@ def test_panels_of_unequal_width_own_their_token_columns(family, cell):
     assert bool((ids[geometry.positions] == gm.model.config.image_token_id).all())
 
 
-def test_gaps_are_split_at_their_middle():
-    """With white gaps the processor rescales the strip; columns go to the panel whose span holds their centre."""
+def test_panels_own_token_columns_proportional_to_their_width():
+    """The published rule when the grid does not line up with the panels: boundaries round(cols * edge / width)
+    (Python round, halves to even), forced strictly increasing; gaps between boxes split at their middle."""
     geometry = ImageGeometry(torch.arange(100, 115), rows=1, cols=15, image_size=(478, 64),
                              panel_boxes=[(0, 0, 64, 64), (70, 0, 166, 64), (172, 0, 236, 64),
                                           (242, 0, 274, 64), (280, 0, 344, 64), (350, 0, 478, 64)])
-    # Spans: [0,67) [67,169) [169,239) [239,277) [277,347) [347,478); centres (c + 0.5) * 478 / 15.
+    # Span edges 67, 169, 239, 277, 347 of 478 px; 15 * edge / 478 = 2.10, 5.30, 7.50, 8.69, 10.89
+    # -> boundaries 2, 5, 8 (7.5 rounds to even), 9, 11.
     owners = [geometry.cell_mask(gh.Panel(k)).nonzero().flatten().tolist() for k in range(1, 7)]
-    assert owners == [[0, 1], [2, 3, 4], [5, 6], [7, 8], [9, 10], [11, 12, 13, 14]]
-    assert sum(len(o) for o in owners) == 15
+    assert owners == [[0, 1], [2, 3, 4], [5, 6, 7], [8], [9, 10], [11, 12, 13, 14]]
+
+
+def test_narrow_panels_still_get_a_column_each():
+    """Forced strictly increasing: a panel whose rounded boundary equals its left neighbour's gets one column."""
+    geometry = ImageGeometry(torch.arange(6), rows=1, cols=6, image_size=(600, 10),
+                             panel_boxes=[(0, 0, 10, 10), (10, 0, 20, 10), (20, 0, 600, 10)])
+    # edges 10 and 20 of 600 px -> round(0.1) = 0 -> 1, round(0.2) = 0 -> 2
+    owners = [geometry.cell_mask(gh.Panel(k)).nonzero().flatten().tolist() for k in range(1, 4)]
+    assert owners == [[0], [1], [2, 3, 4, 5]]
 
 
 def test_region_errors_name_the_fix():

@@ -44,7 +44,7 @@ def test_raw_and_value_weighted_masses_match_a_direct_computation(strip):
     heads = HeadSet.of([(0, 1), (0, 2), (1, 3)], gm.shape)
     seen = {}
     request = hook.CaptureRequest(frozenset({0, 1}), lambda l, p, v: seen.__setitem__(l, (p, v)))
-    with gh.track(gm, heads, encoded) as plain, gh.track(gm, heads, encoded, value_weighted=True) as weighted:
+    with gh.track(gm, heads, encoded, value_weighted=False) as plain, gh.track(gm, heads, encoded) as weighted:
         with hook.attach_plan(gm.attention_modules()) as plan, torch.no_grad():
             plan.captures.append(request)
             gm.model(**encoded.inputs)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,8 +26,9 @@ from transformers.cache_utils import DynamicLayer
 from . import hook, prompts
 from .data.strips import Strip
 from .errors import DataError, RegionError
+from .files import atomic_write, write_text
 from .model import Encoded, GazeModel, is_per_token
-from .ranking import Ranking
+from .ranking import Ranking, StripIdentity
 from .regions import Panel
 
 
@@ -156,10 +156,10 @@ def strip_matrices(gm: GazeModel, strip: Strip) -> np.ndarray:
     request = hook.CaptureRequest(frozenset(range(shape.n_layers)), recorder, query_index=query_index)
     # The plan is attached from the prefix on so that it counts the keys of sliding-window layers.
     with torch.inference_mode(), hook.attach_plan(gm.attention_modules()):
-        cache = base(**prefix_inputs, use_cache=True).past_key_values
+        cache = base(**prefix_inputs, use_cache=True).cache
         _share_prefix(cache, n)
         with hook.requesting(gm.attention_modules(), capture=request):
-            base(**suffix_inputs, past_key_values=cache, use_cache=True)
+            base(**suffix_inputs, cache=cache, use_cache=True)
     return recorder.matrices()
 
 
@@ -184,12 +184,12 @@ def _open_checkpoint(folder: Path, gm: GazeModel, n_panels: int) -> None:
     if any(folder.glob("*.npy")):
         raise DataError(f"{folder} holds per-strip matrices but no checkpoint.json saying which model made them.",
                         "Use another checkpoint folder, or delete this one to start over.")
-    meta.write_text(json.dumps(identity))
+    write_text(meta, json.dumps(identity))
 
 
 def discover(
     gm: GazeModel,
-    strips: Iterable[Strip],
+    strips: Sequence[Strip],
     *,
     shared_prefix: bool = True,
     checkpoint_dir: str | Path | None = None,
@@ -198,24 +198,31 @@ def discover(
 ) -> Ranking:
     """Score every head over `strips` and return the ranking.
 
+    `strips` may be a lazy :class:`~gazeheads.data.StripSet` (one strip in memory at a time).
     With `checkpoint_dir`, each strip's matrices are written there as soon as they exist,
     and a rerun skips the strips already done (resume after a crash loses nothing); a
-    checkpoint made by another model, or with other prompts, is refused.
+    checkpoint made by another model, or with other prompts, is refused. The ranking records
+    every strip's source and pixel digest, so evaluations can refuse to test on them.
     """
-    strips = list(strips)
-    if not strips:
+    if not hasattr(strips, "__len__"):
+        strips = list(strips)
+    if len(strips) == 0:
         raise DataError("No strips to discover on.", "Give at least one comic strip.")
-    n_panels = {s.n_panels for s in strips}
-    if len(n_panels) != 1:
-        raise DataError(
-            f"Strips with different panel counts {sorted(n_panels)}.", "Use strips with the same number of panels."
-        )
+    source = source or getattr(strips, "source", "")
     compute = strip_matrices if shared_prefix else strip_matrices_per_question
     folder = Path(checkpoint_dir) if checkpoint_dir else None
-    if folder:
-        _open_checkpoint(folder, gm, strips[0].n_panels)
-    per_strip = []
+    per_strip, identities = [], []
+    n_panels = None
     for index, strip in enumerate(tqdm(strips, desc="discovery", unit="strip", disable=not progress)):
+        if n_panels is None:
+            n_panels = strip.n_panels
+            if folder:
+                _open_checkpoint(folder, gm, n_panels)
+        elif strip.n_panels != n_panels:
+            raise DataError(f"Strip {strip.comic_id!r} has {strip.n_panels} panels, the first strip {n_panels}.",
+                            "Use strips with the same number of panels.")
+        _check_strip(strip)
+        identities.append(StripIdentity(strip.meta.get("spec", source), strip.comic_id, strip.digest))
         saved = folder / f"{_strip_key(index, strip)}.npy" if folder else None
         if saved is not None and saved.exists():
             per_strip.append(np.load(saved))
@@ -225,15 +232,12 @@ def discover(
         except RegionError as exc:
             raise RegionError(f"Strip {strip.comic_id!r}: {exc.problem}", exc.fix) from None
         if saved is not None:
-            tmp = saved.with_suffix(".tmp.npy")
-            np.save(tmp, matrices)
-            os.replace(tmp, saved)
+            atomic_write(saved, lambda tmp: np.save(tmp, matrices))
         per_strip.append(matrices)
-    n = strips[0].n_panels
     return Ranking.from_matrices(
         np.stack(per_strip),
         model=gm,
-        prompts=[prompts.discovery_question(k, n) for k in range(1, n + 1)],
+        prompts=[prompts.discovery_question(k, n_panels) for k in range(1, n_panels + 1)],
         source=source,
-        strip_ids=[s.comic_id for s in strips],
+        strips=identities,
     )

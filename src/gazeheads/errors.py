@@ -29,3 +29,7 @@ class ModelError(GazeheadsError):
 
 class HeadSelectionError(GazeheadsError):
     """Impossible head selection, e.g. K larger than the number of heads."""
+
+
+class GazeheadsWarning(UserWarning):
+    """Something worth knowing that does not stop the work; the CLI prints it as one plain line."""

@@ -9,8 +9,9 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .adapters import HeadShape
-from .errors import HeadSelectionError, ModelError
+from .adapters.base import HeadShape
+from .errors import GazeheadsWarning, HeadSelectionError, ModelError
+from .specs import HeadSpec, default_k
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,10 @@ class HeadSet:
     name: str = "heads"
 
     def __post_init__(self) -> None:
+        if not self.heads:
+            raise HeadSelectionError("An empty head set.", "Give at least one (layer, head) pair.")
+        if len(set(self.heads)) != len(self.heads):
+            raise HeadSelectionError("A head set names some head twice.", "Give each (layer, head) once.")
         for layer, head in self.heads:
             if not (0 <= layer < self.shape.n_layers and 0 <= head < self.shape.n_heads):
                 raise HeadSelectionError(
@@ -39,14 +44,15 @@ class HeadSet:
     def layers(self) -> list[int]:
         return sorted({layer for layer, _ in self.heads})
 
-    def head_masks(self) -> dict[int, torch.Tensor]:
-        """Per layer, a float (n_heads,) vector with 1 on the heads in the set."""
-        masks: dict[int, torch.Tensor] = {}
+    def head_indices(self) -> dict[int, torch.Tensor]:
+        """Per layer, the sorted long tensor of the set's query-head indices in that layer."""
+        per_layer: dict[int, set[int]] = {}
         for layer, head in self.heads:
-            masks.setdefault(layer, torch.zeros(self.shape.n_heads))[head] = 1.0
-        return masks
+            per_layer.setdefault(layer, set()).add(head)
+        return {layer: torch.tensor(sorted(heads), dtype=torch.long) for layer, heads in sorted(per_layer.items())}
 
-    def check_shape(self, shape: HeadShape) -> None:
+    def check_compatible(self, shape: HeadShape) -> None:
+        """A ModelError unless the set was made for a model of this head shape."""
         if shape != self.shape:
             raise ModelError(
                 f"This head set was made for a model of shape {self.shape}, not {shape}.",
@@ -58,17 +64,17 @@ class HeadSet:
         return cls(tuple((int(l), int(h)) for l, h in pairs), shape, name)
 
     @classmethod
-    def all(cls, shape: HeadShape) -> "HeadSet":
-        return cls.of(((l, h) for l in range(shape.n_layers) for h in range(shape.n_heads)), shape, "all")
+    def all_heads(cls, shape: HeadShape) -> "HeadSet":
+        """Every head of the model (the 'all heads' control)."""
+        return cls.of(((l, h) for l in range(shape.n_layers) for h in range(shape.n_heads)), shape, "all heads")
 
 
-def default_k(total_heads: int) -> int:
-    """About 8.7% of the heads (the paper's 100 of 1,152), at least 1: the default K everywhere."""
-    return max(1, round(total_heads * 100 / 1152))
+__all__ = ["HeadSet", "default_k", "check_k", "top_heads", "random_control_heads", "select_heads"]
 
 
 def check_k(k: int, shape: HeadShape) -> None:
-    if k < 1 or k > shape.total:
+    """A HeadSelectionError unless 1 <= K <= the model's head count."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or k > shape.total:
         raise HeadSelectionError(
             f"K={k} heads asked of a model with {shape.total} heads ({shape.n_layers} layers x {shape.n_heads}).",
             f"Choose K between 1 and {shape.total}.",
@@ -111,10 +117,23 @@ def random_control_heads(
         threshold = float(np.sort(flat[outside])[k - 1])
         pool = outside[flat[outside] <= threshold]
         used = 100.0 * float(np.mean(flat <= threshold))
-        warnings.warn(f"Only {asked} heads outside the top-{k} score at or below the {percentile:g}th percentile; "
-                      f"random control heads are drawn from the {len(pool)} at or below the {used:.1f}th instead.",
-                      stacklevel=2)
+        warnings.warn(GazeheadsWarning(
+            f"only {asked} heads outside the top-{k} score at or below score percentile {percentile:g}; random "
+            f"control heads are drawn from the {len(pool)} at or below percentile {used:.1f} instead"), stacklevel=2)
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(pool, size=k, replace=False).tolist())
-    name = f"random non-gaze {k}" + (f" (<= {used:.1f}th percentile)" if used != percentile else "")
+    name = f"random non-gaze {k} (score percentile <= {used:.3g})"
     return HeadSet.of(((i // shape.n_heads, i % shape.n_heads) for i in chosen), shape, name)
+
+
+def select_heads(spec: HeadSpec, scores: np.ndarray | None, shape: HeadShape) -> HeadSet:
+    """The head set a HeadSpec names, from a model's gaze scores (None is enough for kind "all")."""
+    if spec.kind == "all":
+        return HeadSet.all_heads(shape)
+    if scores is None:
+        raise HeadSelectionError(f"{spec.kind} heads need a ranking of the model's heads.",
+                                 "Run `gazeheads discover` and pass its ranking.json.")
+    k = spec.resolve_k(shape.total)
+    if spec.kind == "gaze":
+        return top_heads(scores, k, shape)
+    return random_control_heads(scores, k, shape, seed=spec.seed, percentile=spec.percentile)

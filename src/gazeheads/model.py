@@ -14,8 +14,9 @@ from transformers import BatchFeature
 
 from . import hook
 from .adapters import Adapter, HeadShape, adapter_for, check_supported_config
-from .data.strips import Strip
-from .errors import ModelError
+from .data.strips import Strip, check_pixels
+from .errors import DataError, ModelError
+from .layout import MAX_STRIP_PIXELS, ModelLayout, read_layout
 from .regions import ImageGeometry
 
 ImageLike = Image.Image | Strip
@@ -67,8 +68,9 @@ class GazeModel:
     """
 
     def __init__(self, model: nn.Module, processor, *, name: str = "", revision: str | None = None,
-                 adapter: Adapter | None = None) -> None:
+                 adapter: Adapter | None = None, layout: ModelLayout | None = None) -> None:
         self.model = model.eval()
+        self.layout: ModelLayout = layout or ModelLayout()
         self.processor = processor
         self.adapter: Adapter = adapter if adapter is not None else adapter_for(model, processor)
         if self.adapter.processor is None:
@@ -99,11 +101,18 @@ class GazeModel:
 
     def fingerprint(self) -> str:
         """A short hash of the architecture and a sample of the weights (for ranking artifacts)."""
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None:
+            cached = self._fingerprint = self._compute_fingerprint()
+        return cached
+
+    def _compute_fingerprint(self) -> str:
         digest = hashlib.sha256()
         for name, param in self.model.named_parameters():
             digest.update(f"{name}:{tuple(param.shape)}".encode())
         embed = self.model.get_input_embeddings().weight
-        sample = embed.detach().flatten()[:4096].float().cpu().numpy().round(4)
+        # rounded through bfloat16 so that the same weights loaded in float32 or bfloat16 agree
+        sample = embed.detach().flatten()[:4096].to(torch.bfloat16).float().cpu().numpy()
         digest.update(sample.tobytes())
         return digest.hexdigest()[:16]
 
@@ -115,14 +124,26 @@ class GazeModel:
 
     def encode(self, images: ImageLike | Sequence[ImageLike], questions: str | Sequence[str]) -> Encoded:
         """Tokenise one image per prompt; a single image or question is repeated to match the other."""
-        images = [images] if isinstance(images, (Image.Image, Strip)) else list(images)
-        questions = [questions] if isinstance(questions, str) else list(questions)
+        images = [images] if isinstance(images, (Image.Image, Strip)) else _as_list(images, "images")
+        questions = [questions] if isinstance(questions, str) else _as_list(questions, "questions")
+        for i, image in enumerate(images):
+            if not isinstance(image, (Image.Image, Strip)):
+                raise DataError(f"Image {i} is a {type(image).__name__}, not a PIL image or a Strip.",
+                                "Pass PIL.Image images or strips from gazeheads.data (e.g. resolve_comics).")
+            check_pixels(image.image.size if isinstance(image, Strip) else image.size, f"Image {i}",
+                         MAX_STRIP_PIXELS)
+        for i, question in enumerate(questions):
+            if not isinstance(question, str) or not question.strip():
+                raise DataError(f"Question {i} is {question!r}, not a non-empty string.", "Pass the question text.")
+        if not images or not questions:
+            raise DataError("Nothing to encode: no images or no questions.", "Pass at least one image and question.")
         if len(images) == 1 and len(questions) > 1:
             images = images * len(questions)
         if len(questions) == 1 and len(images) > 1:
             questions = questions * len(images)
         if len(images) != len(questions):
-            raise ValueError(f"{len(images)} images for {len(questions)} questions; give one each or equal counts.")
+            raise DataError(f"{len(images)} images for {len(questions)} questions.",
+                            "Give one image for all questions, one question for all images, or equal counts.")
         pil = [im.image if isinstance(im, Strip) else im.convert("RGB") for im in images]
         layouts = [im.panel_boxes if isinstance(im, Strip) else None for im in images]
         texts = [self.chat_text(q) for q in questions]
@@ -140,16 +161,19 @@ class GazeModel:
         decode-phase (so all but the prompt's last position are unsteered and identical), the
         prompt is prefilled once for all rows. The tokens are the same either way.
         """
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise DataError(f"max_new_tokens must be a whole number >= 1, got {max_new_tokens!r}.",
+                            "Ask for at least one new token.")
         tokenizer = self.tokenizer
         kwargs.setdefault("do_sample", False)
         kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
         inputs = encoded.inputs
         groups = encoded.image_groups
         with torch.inference_mode(), self.adapter.shared_images(self.model, groups):
-            if share_prompt and "past_key_values" not in kwargs:
+            if share_prompt and "cache" not in kwargs:
                 cache = self._shared_prompt_cache(encoded, groups, kwargs)
                 if cache is not None:  # the image is in the cache: only the per-token inputs go on
-                    kwargs["past_key_values"] = cache
+                    kwargs["cache"] = cache
                     inputs = {key: value for key, value in inputs.items() if is_per_token(value, inputs)}
             out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, **kwargs)
         return out[:, encoded.prompt_len :]
@@ -159,8 +183,8 @@ class GazeModel:
         when that would not give the same result (see :meth:`generate_ids`)."""
         batch = encoded.batch_size
         plan = hook.attached_plan(self.attention_modules())
-        if (batch < 2 or not groups or len(set(groups)) != 1 or plan is None or plan.captures or not plan.biases
-                or not all(getattr(source, "prompt_unbiased", False) for source in plan.biases)
+        if (batch < 2 or not groups or len(set(groups)) != 1 or plan is None or plan.captures or plan.bias is None
+                or not getattr(plan.bias, "prompt_unbiased", False)
                 or kwargs.get("do_sample") or kwargs.get("num_beams", 1) != 1):
             return None
         ids = encoded.inputs["input_ids"]
@@ -169,8 +193,8 @@ class GazeModel:
             return None
         one = self.encode(encoded.images[0], encoded.questions[0]).inputs
         prefix = {key: (value[:, :-1] if is_per_token(value, one) else value) for key, value in one.items()}
-        with hook.biases_suspended(plan):
-            cache = self.adapter.base_model(self.model)(**prefix, use_cache=True).past_key_values
+        with hook.bias_suspended(plan):
+            cache = self.adapter.base_model(self.model)(**prefix, use_cache=True).cache
         cache.batch_repeat_interleave(batch)
         return cache
 
@@ -180,6 +204,13 @@ class GazeModel:
     def generate(self, encoded: Encoded, max_new_tokens: int = 32, **kwargs) -> list[str]:
         """Generate and decode the new text of every row."""
         return self.decode(self.generate_ids(encoded, max_new_tokens, **kwargs))
+
+
+def _as_list(values, what: str) -> list:
+    if values is None or isinstance(values, (bytes, dict)) or not hasattr(values, "__iter__"):
+        raise DataError(f"The {what} must be one item or a list, got {type(values).__name__}.",
+                        f"Pass the {what} as a list (or a single one).")
+    return list(values)
 
 
 def is_per_token(value, inputs) -> bool:
@@ -193,6 +224,28 @@ def default_dtype(device: torch.device | str) -> torch.dtype:
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
+def resolve_device(device: str | torch.device | None) -> str:
+    """The device to load on ("cuda" when available, else "cpu"), or a clear error for one this machine lacks."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ModelError(f"{device!r} is not a torch device.", "Use cpu, cuda, cuda:N or mps.") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(f"--device {device}: this machine has no usable CUDA GPU.",
+                             "Use --device cpu, or run on a machine with a GPU and a CUDA build of torch.")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ModelError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s).",
+                             f"Use cuda:0 .. cuda:{torch.cuda.device_count() - 1}.")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError(f"--device {device}: MPS is not available here.", "Use --device cpu.")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise ModelError(f"--device {device}: gazeheads runs on cpu, cuda or mps.", "Use one of those.")
+    return str(parsed)
+
+
 def load(
     name_or_path: str | Path | None = None,
     *,
@@ -202,37 +255,39 @@ def load(
     revision: str | None = None,
     trust_remote_code: bool = False,
 ) -> GazeModel:
-    """Load a supported VLM by hub id or local folder (default: the bundled tiny model).
+    """Load a supported VLM by hub id, local folder or bundled name (default: the bundled tiny model).
 
     SDPA everywhere, gazeheads' function on the language backbone; bf16 on GPU and float32
-    on CPU unless `dtype` is given; `device_map` (e.g. "auto") spreads large models.
+    on CPU unless `dtype` is given; `device_map` (e.g. "auto") spreads large models. The
+    model's input layout (`GazeModel.layout`) is read from its folder's gazeheads.json.
     """
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    from .assets import bundled_model_path
+    from .assets import resolve_model
 
-    path = str(name_or_path) if name_or_path is not None else str(bundled_model_path())
-    if device is None and device_map is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    path, name = resolve_model(name_or_path)
+    if device_map is None:
+        device = resolve_device(device)
     dtype = dtype or default_dtype(device or "cuda")
+    layout = read_layout(path)
     try:
         config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ModelError(
             f"Cannot load a model config from {path!r}: {exc}",
-            "Give a local model folder, or a hub id on a machine that can reach the hub (or has it cached).",
+            "Give a local model folder (with config.json and weights), or a hub id on a machine that can reach "
+            "the hub (or has it cached).",
         ) from None
     check_supported_config(config)
-    model = AutoModelForImageTextToText.from_pretrained(
-        path,
-        config=config,
-        revision=revision,
-        dtype=dtype,
-        device_map=device_map,
-        attn_implementation="sdpa",
-        trust_remote_code=trust_remote_code,
-    )
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            path, config=config, revision=revision, dtype=dtype, device_map=device_map, attn_implementation="sdpa",
+            trust_remote_code=trust_remote_code,
+        )
+        processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"Cannot load the model or processor from {path!r}: {exc}",
+                         "Check that the folder holds the weights, tokenizer and processor files.") from None
     if device_map is None:
         model = model.to(device)
-    processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-    return GazeModel(model, processor, name=path, revision=revision)
+    return GazeModel(model, processor, name=name, revision=revision, layout=layout)

@@ -2,7 +2,7 @@
 
 Statistic: the mean gaze score of the top-K heads, where a head's gaze score is the mean
 diagonal of its (queried panel x attended panel) matrix averaged over strips (section 2 of
-DESIGN.md). Null: the panel labels carry no information, so for every strip the queried-
+docs/method.md). Null: the panel labels carry no information, so for every strip the queried-
 panel labels are shuffled (one permutation per strip, shared by all heads, which keeps the
 heads' correlations), the gaze scores are recomputed and the top K picked again; selecting
 the top K on the shuffled data too is what keeps the test honest about that selection.
@@ -18,17 +18,17 @@ as a tiny p and a large effect size versus an effect size near zero.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .errors import DataError, HeadSelectionError
-from .ranking import Ranking
+from .specs import default_k
+
+if TYPE_CHECKING:
+    from .ranking import Ranking
 
 DEFAULT_PERMUTATIONS = 1000
 _CHUNK_BYTES = 64 * 2**20
@@ -135,13 +135,26 @@ def presence_test(
     )
 
 
-def ranking_presence(ranking: Ranking, k: int | None = None, **options) -> PresenceResult:
+def ranking_presence(ranking: "Ranking", k: int | None = None, **options) -> PresenceResult:
     """`presence_test` on a ranking's per-strip matrices (K defaults to about 9% of the heads)."""
     if ranking.per_strip is None:
         raise DataError(f"The ranking of {ranking.model_id} has no per-strip matrices.",
                         "Rerun `gazeheads discover`; its .npz keeps them.")
-    k = k or max(1, round(ranking.shape.total * 100 / 1152))
+    k = k or default_k(ranking.shape.total)
     return presence_test(ranking.per_strip, min(k, ranking.shape.total), model_id=ranking.model_id, **options)
+
+
+def distinct_names(results: Sequence[PresenceResult]) -> list[str]:
+    """Model names that tell the rows apart: a name shared by several results gets its strips and K,
+    then a number if that is not enough."""
+    names = [r.model_id or "model" for r in results]
+    names = [f"{n} ({r.n_strips} strips, K={r.k})" if names.count(n) > 1 else n for n, r in zip(names, results)]
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if names.count(name) == 1 else f"{name} #{seen[name]}")
+    return out
 
 
 def presence_plot(results: Sequence[PresenceResult], path: str | Path) -> Path:
@@ -150,72 +163,27 @@ def presence_plot(results: Sequence[PresenceResult], path: str | Path) -> Path:
 
     plt = plots.plt
     n = len(results)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.0), squeeze=False)
-    for ax, result in zip(axes[0], results):
+    fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.4), squeeze=False, layout="constrained")
+    for ax, result, name in zip(axes[0], results, distinct_names(results)):
         if result.null is not None:
             ax.hist(result.null, bins=40, color="#8c8c8c", label="null (shuffled panels)")
         ax.axvline(result.observed, color="#c44e52" if result.present else "#4c72b0", lw=2, label="observed")
         ax.axvline(result.null_q95, color="#555555", ls=":", lw=1, label="null 95%")
-        ax.set_xlabel(f"mean gaze score of the top-{result.k} heads")
-        name = result.model_id if len(result.model_id) <= 38 else "..." + result.model_id[-35:]
-        ax.set_title(f"{name}\np = {result.p_value:.3g}, effect size {result.effect_size:.1f}", fontsize=8)
+        ax.set_xlabel(f"mean gaze score of the top-{result.k} heads", fontsize=8)
+        ax.set_title(plots.wrap(name, 34) + f"\np = {result.p_value:.2e}, effect size "
+                     f"{result.effect_size:.1f}", fontsize=8)
         ax.legend(fontsize=6)
     axes[0][0].set_ylabel("permutations")
     fig.suptitle("Is there a gaze-head set? (permutation test)", fontsize=9)
     return plots._save(fig, path)
 
 
-# command line ---------------------------------------------------------------------------------
-
-
-def add_presence_parser(subparsers, add_model_options) -> argparse.ArgumentParser:
-    """Register `gazeheads presence` on the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "presence", help="test whether a model has a gaze-head set (permutation test on discovery results)",
-        description="Compare the top-K heads' gaze scores with a null distribution in which the panel labels are "
-                    "permuted across strips; report p-value and effect size per model, and a summary plot. Give "
-                    "rankings from `gazeheads discover` (--ranking, repeatable, one per model) and/or --model with "
-                    "--comics to run discovery first.")
-    add_model_options(p)
-    p.add_argument("--ranking", action="append", default=[], help="ranking JSON from `gazeheads discover` (repeatable)")
-    p.add_argument("--comics", default=None, help="strips to discover on for --model (as in `gazeheads discover`)")
-    from .cli import add_strip_options
-
-    add_strip_options(p, "strips for discovery (default 20)")
-    p.add_argument("-k", "--k", type=int, default=None,
-                   help="top-K heads in the statistic (default about 9%% of heads)")
-    p.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS,
-                   help=f"permutations for the null (default {DEFAULT_PERMUTATIONS})")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
-    p.add_argument("--out", default="runs/presence", help="output folder (default runs/presence)")
-    p.set_defaults(func=cmd_presence)
-    return p
-
-
-def cmd_presence(args) -> int:
-    rankings = [Ranking.load(path) for path in args.ranking]
-    out = Path(args.out)
-    if args.comics:
-        from .cli import _load_model, _strip_height
-        from .data import resolve_comics
-        from .discovery import discover
-
-        gm = _load_model(args)
-        strips = resolve_comics(args.comics, n_panels=args.n_panels, limit=args.n_strips, height=_strip_height(args))
-        ranking = discover(gm, strips, source=args.comics)
-        ranking.save(out / "ranking.json")
-        rankings.append(ranking)
-    if not rankings:
-        raise DataError("Nothing to test.", "Pass --ranking FILE (from `gazeheads discover`) or --model with --comics.")
-    results = [ranking_presence(r, args.k, n_permutations=args.permutations, seed=args.seed, alpha=args.alpha)
-               for r in rankings]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "presence.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
-    plot = presence_plot(results, out / "presence.png")
-    print(f"{'model':<40} {'K':>4} {'observed':>9} {'null':>9} {'effect':>7} {'p':>8}")
-    for r in results:
-        print(f"{r.model_id[-40:]:<40} {r.k:>4} {r.observed:>9.4f} {r.null_mean:>9.4f} {r.effect_size:>7.2f} "
-              f"{r.p_value:>8.4g}  {r.verdict()}")
-    print(f"wrote {out / 'presence.json'} and {plot}", file=sys.stderr)
-    return 0
+def presence_table(results: Sequence[PresenceResult]) -> str:
+    """A plain-text table, one row per model (distinct full names; p in scientific notation)."""
+    names = distinct_names(results)
+    width = max([len("model")] + [len(n) for n in names])
+    lines = [f"{'model':<{width}} {'K':>4} {'observed':>9} {'null mean':>9} {'effect':>7} {'p':>9}  verdict"]
+    for r, name in zip(results, names):
+        lines.append(f"{name:<{width}} {r.k:>4} {r.observed:>9.4f} {r.null_mean:>9.4f} {r.effect_size:>7.2f} "
+                     f"{r.p_value:>9.2e}  {'gaze heads present' if r.present else 'no evidence of gaze heads'}")
+    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The prompts of the published protocols (DESIGN.md section 2), in one place."""
+"""The prompts of the published protocols (docs/method.md), in one place."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ prompt and which pixels each token covers, and turns a region into token positio
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Sequence, Union
@@ -25,6 +26,9 @@ class Panel:
     index: int
 
     def __post_init__(self) -> None:
+        if isinstance(self.index, bool) or not isinstance(self.index, int):
+            raise RegionError(f"Panel({self.index!r}): the panel number must be a whole number.",
+                              "Write e.g. Panel(3) (panels are counted from 1 at the left).")
         if self.index < 1:
             raise RegionError(f"Panel({self.index}) is not a panel.", "Panels are counted from 1 at the left.")
 
@@ -39,6 +43,11 @@ class Box:
     y1: float
 
     def __post_init__(self) -> None:
+        for name in ("x0", "y0", "x1", "y1"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise RegionError(f"Box {name}={value!r} is not a finite number of pixels.",
+                                  "Write e.g. Box(10, 20, 110, 80) in pixels of the image as given.")
         if not (self.x1 > self.x0 and self.y1 > self.y0):
             raise RegionError(f"{self} has no area.", "Give x0 < x1 and y0 < y1.")
 
@@ -57,7 +66,18 @@ class Schedule:
     entries: tuple[tuple[int, Region], ...]
 
     def __init__(self, entries: Sequence[tuple[int, Region]]) -> None:
-        ordered = tuple(sorted(((int(s), r) for s, r in entries), key=lambda e: e[0]))
+        try:
+            pairs = [(step, region) for step, region in entries]
+        except (TypeError, ValueError):
+            raise RegionError(f"A schedule must be a list of (step, region) pairs, got {entries!r}.",
+                              "Write e.g. Schedule([(0, Panel(3)), (20, Panel(1))]).") from None
+        for step, region in pairs:
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise RegionError(f"Schedule step {step!r} is not a generation step.",
+                                  "Steps are whole numbers from 0 (the first generated token).")
+            if not isinstance(region, (Panel, Box)):
+                raise RegionError(f"Schedule target {region!r} is not a region.", "Use Panel(k) or Box(x0, y0, x1, y1).")
+        ordered = tuple(sorted(pairs, key=lambda e: e[0]))
         if not ordered:
             raise RegionError("An empty schedule.", "Give at least one (step, region) pair.")
         if ordered[0][0] != 0:
@@ -73,6 +93,8 @@ class Schedule:
     @classmethod
     def every(cls, n_tokens: int, regions: Sequence[Region]) -> "Schedule":
         """Switch to the next region every `n_tokens` generated tokens."""
+        if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 1:
+            raise RegionError(f"A schedule that switches every {n_tokens!r} tokens.", "Switch every 1 or more tokens.")
         return cls([(i * n_tokens, region) for i, region in enumerate(regions)])
 
 
@@ -154,7 +176,11 @@ class ImageGeometry:
     whose tokens form a `rows` x `cols` grid over the whole image (row-major).
     `panel_boxes` (optional) is the strip layout in image pixels.
 
-    In each view a region owns the cells whose centre lies inside it. A view that shows at
+    A panel owns its token columns in a view that spans the whole image with at least one column per
+    panel (Qwen-VL's one grid, Gemma 3's and LLaVA-NeXT's base views): the columns proportional to its
+    pixel width (the published rule, see :meth:`panel_column_bounds`). Elsewhere (tiles, padded or
+    cropped views, coarse views with fewer columns than panels) and for boxes, a region owns the cells
+    whose centre lies inside it. A view that shows at
     least half of the region but has no cell centre inside it (a region smaller than its
     cells) contributes the one cell that overlaps the region most, so a region maps to tokens
     in every view that shows it; such a cell may then also belong to a neighbouring region.
@@ -233,15 +259,50 @@ class ImageGeometry:
         raise RegionError(f"Not a region: {region!r}", "Use Panel(k) or Box(x0, y0, x1, y1).")
 
     def cell_mask(self, region: Region) -> torch.Tensor:
-        """Boolean (n_tokens,) mask of the cells the region owns (cell centre inside; see the class doc)."""
+        """Boolean (n_tokens,) mask of the cells the region owns (see the class doc)."""
         x0, y0, x1, y1 = self.region_box(region)
         xs, ys = self.cell_centres()
         if isinstance(region, Panel):
             mask = (xs >= x0) & (xs < x1)
+            start = 0
+            for view in self.views:
+                n = view.rows * view.cols
+                if self._spans_image(view) and view.cols >= len(self.panel_boxes or ()):
+                    # the published rule: the panel's own token columns
+                    bounds = self.panel_column_bounds(view.cols)
+                    column = torch.arange(n) % view.cols
+                    mask[start:start + n] = (column >= bounds[region.index - 1]) & (column < bounds[region.index])
+                start += n
         else:
             mask = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
         mask &= self.in_image()  # padding cells belong to no region
         return self.fill_views(mask, (x0, y0, x1, y1))
+
+    def _spans_image(self, view: View) -> bool:
+        width, height = self.image_size
+        return all(abs(float(a) - b) < 1e-6 for a, b in zip(view.box, (0.0, 0.0, float(width), float(height))))
+
+    def panel_column_bounds(self, cols: int) -> list[int]:
+        """Token-column boundaries [0, e1, .., cols] of the panels in a grid of `cols` columns over the image.
+
+        The published rule: panel k owns the columns proportional to its pixel width, the
+        boundaries rounded (Python `round`) and forced strictly increasing. With the published
+        stitching that is exactly width / 32 columns per panel on Qwen3-VL.
+        """
+        if self.panel_boxes is None:
+            raise RegionError("Panels need the strip's panel layout, and this image has none.",
+                              "Pass a Strip (gazeheads.data) instead of a bare image, or target a Box.")
+        n = len(self.panel_boxes)
+        width = float(self.image_size[0])
+        bounds = [0]
+        for k in range(1, n):
+            edge = self.panel_span(Panel(k))[1]
+            bounds.append(max(int(round(cols * edge / width)), bounds[-1] + 1))
+        if bounds[-1] >= cols:
+            raise RegionError(f"A {n}-panel strip read as {cols} token columns leaves the last panel no column.",
+                              "Stitch the strip at a larger height (more token columns), or use fewer panels.")
+        bounds.append(cols)
+        return bounds
 
     def in_image(self) -> torch.Tensor:
         """Boolean (n_tokens,): cells whose centre lies on the image (not on the processor's padding)."""
@@ -340,7 +401,8 @@ class ImageGeometry:
             if lost > 0:
                 raise RegionError(
                     f"{region} covers no image token: {lost:.0%} of it lies in pixels of the {width}x{height} px "
-                    f"image that the processor crops away ({self.describe()}).",
+                    f"image that the model never reads: the processor crops away or the vision tower's patches do "
+                    f"not reach them ({self.describe()}).",
                     "Choose a region inside the part the model sees, or configure the processor not to crop "
                     "(e.g. pad to a square, or turn off center cropping).",
                 )
@@ -351,8 +413,8 @@ class ImageGeometry:
             )
         if lost > 0:
             warnings.warn(
-                f"{lost:.0%} of {region} lies in pixels the model never sees (cropped away by the processor); "
-                f"it maps to the tokens of the rest. {self.describe()}",
+                f"{lost:.0%} of {region} lies in pixels the model never sees (cropped away, or past the last "
+                f"patch); it maps to the tokens of the rest. {self.describe()}",
                 UnseenPixelsWarning,
                 stacklevel=2,
             )

@@ -2,12 +2,14 @@
 
     with steer(gm, ranking.top(100), Panel(3), encoded):
         text = gm.generate(encoded, max_new_tokens=40)
+    with steer(gm, heads, Panel(3), encoded, SteerSpec(phase="decode")): ...   # or phase="decode" as a keyword
 
 For the heads in the set, `+strength` is added to the pre-softmax logits of the target's
 image tokens and `-strength` to the other image tokens (mode "boost_suppress", the
-paper's recipe). Text positions are untouched unless the mode says otherwise.
+paper's recipe). Text positions are untouched unless the mode says otherwise. How and when
+the bias applies is a :class:`~gazeheads.specs.SteerSpec` (mode, strength, phase, numerics).
 
-Live re-steering: `steering.retarget(row, region)` from another thread moves the target for
+Live re-steering: `steerer.retarget(row, region)` from another thread moves the target for
 the tokens not generated yet (the browser demo follows the cursor this way).
 """
 
@@ -20,15 +22,12 @@ from typing import Iterator, Sequence
 
 import torch
 
-from . import hook
+from . import audit, hook
 from .errors import GazeheadsError
 from .heads import HeadSet
 from .model import Encoded, GazeModel
 from .regions import Box, ImageGeometry, Panel, Region, Schedule, Target
-
-MODES = ("boost_suppress", "suppress_image", "suppress_all", "max_suppress_all")
-PHASES = ("prefill+decode", "decode")
-DEFAULT_STRENGTH = 10000.0
+from .specs import SteerSpec
 
 
 def _as_schedule(target: Target) -> Schedule:
@@ -65,7 +64,7 @@ def _region_mask(geometry: ImageGeometry, region: Region | Sequence[Region] | Ce
     return mask
 
 
-class Steering:
+class Steerer:
     """The bias source one `steer(...)` block adds to the attention plan.
 
     Row b of the batch follows its own schedule; the step of a forward call is the index of
@@ -74,25 +73,16 @@ class Steering:
     thread, while `generate()` runs (live re-steering).
     """
 
-    def __init__(
-        self,
-        heads: HeadSet,
-        encoded: Encoded,
-        targets: Target | Sequence[Target],
-        *,
-        mode: str = "boost_suppress",
-        strength: float = DEFAULT_STRENGTH,
-        phase: str = "prefill+decode",
-    ) -> None:
-        if mode not in MODES:
-            raise GazeheadsError(f"Unknown steering mode {mode!r}.", f"Use one of {', '.join(MODES)}.")
-        if phase not in PHASES:
-            raise GazeheadsError(f"Unknown steering phase {phase!r}.", f"Use one of {', '.join(PHASES)}.")
-        if not (math.isfinite(strength) and strength > 0):
-            raise GazeheadsError(f"Steering strength must be a positive finite number, got {strength}.",
-                                 f"Use e.g. the paper's {DEFAULT_STRENGTH:g}.")
+    def __init__(self, heads: HeadSet, encoded: Encoded, targets: Target | Sequence[Target],
+                 spec: SteerSpec | None = None) -> None:
+        spec = spec or SteerSpec()
+        if not isinstance(spec, SteerSpec):
+            raise GazeheadsError(f"Not a SteerSpec: {spec!r}.", "Pass gazeheads.SteerSpec(...) or keyword options.")
         if isinstance(targets, (Panel, Box, Schedule, torch.Tensor)):
             targets = [targets] * encoded.batch_size
+        elif isinstance(targets, (str, bytes, int, float)) or targets is None:
+            raise GazeheadsError(f"Not a steering target: {targets!r}",
+                                 "Use Panel(k), Box(x0, y0, x1, y1), a Schedule, or one of them per batch row.")
         targets = list(targets)
         if len(targets) != encoded.batch_size:
             raise GazeheadsError(
@@ -100,7 +90,7 @@ class Steering:
                 "Give one target for all rows or exactly one per row.",
             )
         self.heads = heads
-        self.mode, self.strength, self.phase = mode, float(strength), phase
+        self.spec = spec
         self.prompt_len = encoded.prompt_len
         self.image = encoded.image_mask()
         self.prompt_text = encoded.inputs["attention_mask"].bool().cpu() & ~self.image
@@ -113,10 +103,27 @@ class Steering:
              for step, region in (schedule.entries if schedule is not None else [(0, targets[row])])]
             for row, schedule in enumerate(self.schedules)
         ]
-        self._head_masks = heads.head_masks()
+        self._head_index: dict[tuple[int, str], torch.Tensor] = {}
+        self._heads_by_layer = heads.head_indices()
         self._cached: tuple[tuple[int, int, str], torch.Tensor | None] | None = None
         self._lock = threading.Lock()  # guards _segments, _cached and _last_step across threads
         self._last_step = -1  # the latest step whose bias was built (the step in progress or done)
+
+    @property
+    def numerics(self) -> str:
+        return self.spec.numerics
+
+    @property
+    def mode(self) -> str:
+        return self.spec.mode
+
+    @property
+    def strength(self) -> float:
+        return self.spec.strength
+
+    @property
+    def phase(self) -> str:
+        return self.spec.phase
 
     def target_mask(self, step: int) -> torch.Tensor:
         """Boolean (batch, prompt_len): each row's target positions at generation step `step`."""
@@ -162,16 +169,21 @@ class Steering:
 
     @property
     def prompt_unbiased(self) -> bool:
-        """True when no prompt position but the last gets a bias (phase "decode")."""
-        return self.phase == "decode"
+        """True when no prompt position but possibly the last gets a bias (the decode phases)."""
+        return self.spec.prompt_unbiased
 
     # BiasSource protocol -----------------------------------------------------------------
 
-    def head_mask(self, layer: int, device: torch.device) -> torch.Tensor | None:
-        mask = self._head_masks.get(layer)
-        if mask is not None and mask.device != torch.device(device):
-            mask = self._head_masks[layer] = mask.to(device)
-        return mask
+    def head_index(self, layer: int, device: torch.device) -> torch.Tensor | None:
+        """The steered query heads of `layer`, prepared once per device (no host sync per forward)."""
+        heads = self._heads_by_layer.get(layer)
+        if heads is None:
+            return None
+        key = (layer, str(device))
+        ready = self._head_index.get(key)
+        if ready is None:
+            ready = self._head_index[key] = heads.to(device)
+        return ready
 
     def row_bias(self, q_len: int, k_len: int, device: torch.device) -> torch.Tensor | None:
         key = (q_len, k_len, str(device))
@@ -189,6 +201,8 @@ class Steering:
                 f"{q_len} new tokens over {k_len} keys.",
                 "Generate from the same Encoded batch that was passed to steer().",
             )
+        if step == 0 and self.phase == "decode":
+            return None  # the published decode-only rule: the first generated token is unsteered
         batch = self.image.shape[0]
         extend = k_len - self.prompt_len
 
@@ -207,7 +221,7 @@ class Steering:
         if self.mode == "max_suppress_all":
             suppressed |= widen(torch.zeros_like(self.image), fill=True) & ~target
         bias[suppressed] = -strength
-        if self.phase == "decode" and q_len > 1:
+        if self.phase == "last-prompt+decode" and q_len > 1:
             rows = torch.zeros(batch, q_len, k_len)
             rows[:, -1] = bias
             return rows.to(device)
@@ -220,19 +234,30 @@ def steer(
     heads: HeadSet,
     target: Target | Sequence[Target],
     encoded: Encoded,
+    spec: SteerSpec | None = None,
     *,
-    mode: str = "boost_suppress",
-    strength: float = DEFAULT_STRENGTH,
-    phase: str = "prefill+decode",
-) -> Iterator[Steering]:
+    audit_sink: audit.AuditSink | None = None,
+    client: str = "api",
+    **options,
+) -> Iterator[Steerer]:
     """Steer `heads` of `gm` towards `target` (one for all rows, or one per row) while inside.
 
     A target is a Panel, a Box, a Schedule, or a boolean cell mask over the image tokens.
-    The yielded :class:`Steering` can `retarget(...)` rows while generation runs.
-    `phase="prefill+decode"` biases every query (the VQA default); `"decode"` only the queries
-    that produce new tokens (the prompt's last position and each decode step).
+    `spec` (a :class:`SteerSpec`) says how; keyword `options` (mode, strength, phase, numerics)
+    change fields of it. The yielded :class:`Steerer` can `retarget(...)` rows while generation
+    runs. Only one steer() block may be active on a model at a time. With `audit_sink` (or a
+    process-wide sink from :func:`gazeheads.audit.set_audit_sink`) the action is logged.
     """
-    heads.check_shape(gm.shape)
-    steering = Steering(heads, encoded, target, mode=mode, strength=strength, phase=phase)
-    with hook.requesting(gm.attention_modules(), bias=steering):
-        yield steering
+    try:
+        spec = (spec or SteerSpec()).replace(**options)
+    except TypeError as exc:
+        raise GazeheadsError(f"Unknown steering option: {exc}.", "Use mode, strength, phase or numerics.") from None
+    if not isinstance(heads, HeadSet):
+        raise GazeheadsError(f"Not a head set: {heads!r}.", "Pass ranking.top(k), ranking.select(HeadSpec(...)) or a HeadSet.")
+    if not isinstance(encoded, Encoded):
+        raise GazeheadsError(f"Not an encoded prompt: {type(encoded).__name__}.", "Pass the result of gm.encode(...).")
+    heads.check_compatible(gm.shape)
+    steerer = Steerer(heads, encoded, target, spec)
+    audit.record_steering(audit_sink, gm, heads, steerer.schedules, target, spec, client=client)
+    with hook.requesting(gm.attention_modules(), bias=steerer):
+        yield steerer

@@ -28,6 +28,8 @@ from typing import Sequence
 from PIL import Image, ImageDraw
 
 from .data.strips import Strip, stitch
+from .files import write_text
+from .layout import StripLayout
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -164,13 +166,15 @@ def make_strip_panels(seed: Seed, n_panels: int = 6) -> tuple[list[Image.Image],
     return panels, captions, attrs
 
 
-def make_strip(seed: Seed, n_panels: int = 6, *, comic_id: str = "") -> Strip:
-    """A stitched synthetic strip in the layout the bundled tiny model was trained on.
+def make_strip(seed: Seed, n_panels: int = 6, *, comic_id: str = "", layout: StripLayout | None = None) -> Strip:
+    """A stitched synthetic strip, in the layout the bundled tiny model was trained on unless `layout` says
+    otherwise (`layout.n_panels` then wins over `n_panels`).
 
     `strip.captions` holds the per-panel captions and `strip.meta["attributes"]` the attributes.
     """
-    panels, captions, attrs = make_strip_panels(seed, n_panels)
-    strip = stitch(panels, height=STRIP_HEIGHT, gap=STRIP_GAP, comic_id=comic_id, captions=captions)
+    layout = layout or StripLayout(height=STRIP_HEIGHT, gap=STRIP_GAP, n_panels=n_panels)
+    panels, captions, attrs = make_strip_panels(seed, layout.n_panels)
+    strip = stitch(panels, layout, comic_id=comic_id, captions=captions)
     strip.meta["attributes"] = attrs
     return strip
 
@@ -191,8 +195,8 @@ def write_synthetic_comics(root: str | Path, n_strips: int, seed: int = 0, n_pan
         folder.mkdir(exist_ok=True)
         for k, panel in enumerate(panels, start=1):
             panel.save(folder / f"p{k}.png")
-        (folder / "captions.json").write_text(json.dumps(captions, indent=1) + "\n")
-        (folder / "attributes.json").write_text(json.dumps(attrs, indent=1) + "\n")
+        write_text(folder / "captions.json", json.dumps(captions, indent=1) + "\n")
+        write_text(folder / "attributes.json", json.dumps(attrs, indent=1) + "\n")
         folders.append(folder)
     return folders
 
@@ -297,5 +301,5 @@ def write_synthetic_scenes(root: str | Path, n_images: int, seed: int = 0, size:
         "categories": categories,
     }
     path = root / "instances.json"
-    path.write_text(json.dumps(instances, indent=1) + "\n")
+    write_text(path, json.dumps(instances, indent=1) + "\n")
     return path

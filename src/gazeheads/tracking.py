@@ -65,7 +65,7 @@ class Tracker:
         encoded: Encoded,
         regions: Sequence[Region] | Sequence[Sequence[Region]] | None = None,
         *,
-        value_weighted: bool = False,
+        value_weighted: bool = True,
         keep_image_attention: bool = False,
     ) -> None:
         self.heads = heads
@@ -83,7 +83,8 @@ class Tracker:
         else:
             per_row = [list(regions)] * batch
         if len({len(r) for r in per_row}) != 1:
-            raise ValueError("Every row must track the same number of regions.")
+            raise GazeheadsError("The rows track different numbers of regions.",
+                                 "Give every batch row the same number of regions.")
         self.regions = per_row
         n_regions = len(per_row[0])
         # (batch, regions, prompt_len) membership, and (batch, prompt_len) image membership.
@@ -93,7 +94,7 @@ class Tracker:
                 self.membership[row, r, geometry.positions_of(region).cpu()] = 1.0
         self.image = encoded.image_mask().float()
         self._image_positions = [g.positions.cpu() for g in encoded.geometries]
-        self._head_index = {layer: mask.nonzero().flatten() for layer, mask in heads.head_masks().items()}
+        self._head_index = heads.head_indices()
         self._steps: dict[int, list[torch.Tensor]] = {}
         self._image_steps: dict[int, list[torch.Tensor]] = {}  # step -> per row (image tokens,) sums over heads
 
@@ -159,14 +160,18 @@ def track(
     encoded: Encoded,
     regions: Sequence[Region] | Sequence[Sequence[Region]] | None = None,
     *,
-    value_weighted: bool = False,
+    value_weighted: bool = True,
     keep_image_attention: bool = False,
 ) -> Iterator[Tracker]:
     """Record, per generated token, the attention of `heads` on each region (default: the panels).
 
+    `value_weighted` (default, as the published trajectory script) weights each key's attention by
+    the norm of its value vector (Kobayashi et al. 2020) and renormalises; False gives raw attention.
     `keep_image_attention=True` also keeps the attention on every image token (heat maps).
     """
-    heads.check_shape(gm.shape)
+    if not isinstance(heads, HeadSet):
+        raise GazeheadsError(f"Not a head set: {heads!r}.", "Pass ranking.top(k), ranking.select(HeadSpec(...)) or a HeadSet.")
+    heads.check_compatible(gm.shape)
     tracker = Tracker(heads, encoded, regions, value_weighted=value_weighted,
                       keep_image_attention=keep_image_attention)
     request = hook.CaptureRequest(frozenset(heads.layers()), tracker)

@@ -126,3 +126,42 @@ def split(positions: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
 def drop_row_ends(positions: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """Positions of a rows x (cols + 1) run whose last token in every row is a newline, without the newlines."""
     return positions.reshape(rows, cols + 1)[:, :cols].reshape(-1)
+
+
+# anyres tile grids (LLaVA-NeXT, LLaVA-OneVision) ---------------------------------------------------------------
+
+def feature_edge(index: int, tile: int, g: int, patch: int) -> int:
+    """Canvas pixel where feature row or column `index` of a joined tile grid starts: tiles of `tile` px side by
+    side, each read as `g` patches of `patch` px from its own top left corner (g * patch <= tile)."""
+    return index // g * tile + index % g * patch
+
+
+def covered_extent(tile: int, g: int, patch: int, kept: tuple[int, int, int, int]) -> PixelBox:
+    """Canvas rectangle (x0, y0, x1, y1) from the first kept feature's pixels to the last one's, for the kept
+    rows [r0, r1) and columns [c0, c1) of a joined tile grid (gaps between tiles included)."""
+    r0, r1, c0, c1 = kept
+    return (feature_edge(c0, tile, g, patch), feature_edge(r0, tile, g, patch),
+            feature_edge(c1 - 1, tile, g, patch) + patch, feature_edge(r1 - 1, tile, g, patch) + patch)
+
+
+def tile_views(grid: torch.Tensor, canvas: Canvas, tile: int, g: int, patch: int,
+               kept: tuple[int, int, int, int]) -> list[View]:
+    """One view per tile of a joined tile grid, row-major by tile.
+
+    `grid` holds the prompt positions of the kept rows [r0, r1) and columns [c0, c1) of the grid, row-major
+    (newlines dropped). Each tile's g x g features cover the first g * patch px of its `tile`-px square of
+    `canvas`; the kept part may start and end inside a tile, so a view holds that tile's kept features and
+    spans exactly their pixels.
+    """
+    r0, r1, c0, c1 = kept
+    cells = grid.reshape(r1 - r0, c1 - c0)
+    views = []
+    for ti in range(r0 // g, (r1 - 1) // g + 1):
+        a, b = max(r0, ti * g), min(r1, (ti + 1) * g)
+        for tj in range(c0 // g, (c1 - 1) // g + 1):
+            c, d = max(c0, tj * g), min(c1, (tj + 1) * g)
+            box = canvas.box(feature_edge(c, tile, g, patch), feature_edge(a, tile, g, patch),
+                             feature_edge(d - 1, tile, g, patch) + patch, feature_edge(b - 1, tile, g, patch) + patch)
+            positions = cells[a - r0:b - r0, c - c0:d - c0].reshape(-1)
+            views.append(grid_view(f"tile r{ti + 1}c{tj + 1}", positions, b - a, d - c, box))
+    return views

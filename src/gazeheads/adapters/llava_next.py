@@ -5,6 +5,16 @@ and separately resizes it, keeping its aspect ratio, into the best of the grid p
 pads it there (centred) and cuts it into tiles. The model joins the tiles' features into one
 grid, removes the rows or columns that show only padding (unpadding), and ends each row
 with a newline token. Newline tokens carry no pixels and belong to no region.
+
+The vision tower cuts each base image or tile into whole `patch`-px patches: an image of
+`image_size` px gives g = image_size // patch patches a side, which cover its first g * patch
+px; when image_size is not a multiple of patch (SigLIP at 384 px with 14-px patches: 27
+patches, 378 px) the last pixels of every base image and tile are never read. So feature column
+c of the joined tile grid covers canvas pixels [t * tile + (c mod g) * patch, + patch) of tile
+t = c // g, with a gap at the end of every tile, which one uniform grid cannot express: the
+tiles are then one view each (:func:`tile_views`), and `ImageGeometry.unseen` reports the gaps
+that no other view covers. Where the patches fill the images exactly (CLIP at 336 px with 14-px
+patches) the joined tile grid is one uniform view, as exact.
 """
 
 from __future__ import annotations
@@ -16,7 +26,8 @@ from transformers import BatchFeature
 
 from ..errors import ModelError
 from ..regions import View
-from .layout import Canvas, check_count, drop_row_ends, grid_view, resized_shape, size_field
+from .layout import (Canvas, check_count, covered_extent, drop_row_ends, grid_view, resized_shape,
+                     size_field, tile_views)
 from .native import NativeAdapter
 
 
@@ -65,6 +76,10 @@ class LlavaNextAdapter(NativeAdapter):
         vision = model.config.vision_config
         return vision.image_size // vision.patch_size
 
+    def patch_side(self, model: nn.Module) -> int:
+        """Pixels a side of one patch: each g x g feature grid covers g * patch px of its image."""
+        return int(model.config.vision_config.patch_size)
+
     def unpadded(self, model: nn.Module, grid_rows: int, grid_cols: int, image_size) -> tuple[int, int, int, int]:
         """(row0, row1, col0, col1): the part of the tiles' feature grid the model keeps."""
         from transformers.models.llava_next.modeling_llava_next import unpad_image
@@ -94,11 +109,16 @@ class LlavaNextAdapter(NativeAdapter):
         grid_rows, grid_cols = canvas.height // tile * g, canvas.width // tile * g
         r0, r1, c0, c1 = self.unpadded(model, grid_rows, grid_cols, image_size)
         rows, cols = self.pooled(model, r1 - r0, c1 - c0)
-        cell = tile / g  # canvas pixels per feature cell before pooling
         check_count(positions, g * g + rows * (cols + 1), row,
                     f"a {g}x{g} base grid and a {rows}x{cols} tile grid with newlines")
-        tiles_box = canvas.box(c0 * cell, r0 * cell, c1 * cell, r1 * cell)
-        return [
-            grid_view("base", positions[: g * g], g, g, base.box()),
-            grid_view("tiles", drop_row_ends(positions[g * g:], rows, cols), rows, cols, tiles_box),
-        ]
+        patch = self.patch_side(model)
+        seen = g * patch  # px of each base image and tile that its patches read, from its top left corner
+        base_view = grid_view("base", positions[: g * g], g, g, base.box(0, 0, seen, seen))
+        grid = drop_row_ends(positions[g * g:], rows, cols)
+        kept = (r0, r1, c0, c1)
+        if seen == tile or (rows, cols) != (r1 - r0, c1 - c0):
+            # One uniform grid over the pixels the kept features cover: exact when the tiles' patches meet
+            # without gaps; after pooling (LLaVA-OneVision's anyres_max) an approximation, see there.
+            box = canvas.box(*covered_extent(tile, g, patch, kept))
+            return [base_view, grid_view("tiles", grid, rows, cols, box)]
+        return [base_view, *tile_views(grid, canvas, tile, g, patch, kept)]

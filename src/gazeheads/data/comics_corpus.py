@@ -13,11 +13,12 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import DataError
+from ..layout import StripLayout
 from .folder import natural_key
 from .strips import IMAGE_SUFFIXES, Strip, open_image, stitch
+from .stripset import StripSet
 
 PANEL_NAME = re.compile(r"^(\d+)_(\d+)$")
 EDGE_PAGES = 5  # pages skipped at each end of a comic ...
@@ -76,35 +77,35 @@ def candidate_pages(root: str | Path, n_panels: int = 6) -> list[Page]:
     return candidates
 
 
-def sample_comics_strips(
-    root: str | Path, n_strips: int | None, seed: int = 0, n_panels: int = 6, **stitch_kw: Any
-) -> list[Strip]:
-    """`n_strips` strips from distinct interior pages, the same for the same seed (None: one per page).
+def corpus_strip_set(root: str | Path, start: int, stop: int, layout: StripLayout, *, seed: int = 0,
+                     source: str = ""):
+    """Strips [start:stop] of a seeded sample of distinct interior pages, each read on demand.
 
-    The comic_id of a strip is "<comic_id>/<page>:<first_panel>"; `stitch_kw` go to `stitch`.
+    The sample order depends only on the corpus and `seed`, so slices of one seed are disjoint.
+    The comic_id of a strip is "<comic_id>/<page>:<first_panel>".
     """
-    candidates = candidate_pages(root, n_panels)
+    candidates = candidate_pages(root, layout.n_panels)
     if not candidates:
         raise DataError(
-            f"No page under {root} has {n_panels} consecutive panels (after skipping the first and last "
+            f"No page under {root} has {layout.n_panels} consecutive panels (after skipping the first and last "
             f"{EDGE_PAGES} pages of comics longer than 10 pages).",
             "Check the layout ROOT/<comic_id>/<page>_<panel>.jpg, or lower n_panels.",
         )
-    if n_strips is None:
-        n_strips = len(candidates)
-    if not 0 <= n_strips <= len(candidates):
+    if stop > len(candidates):
         raise DataError(
-            f"Asked for {n_strips} strips but only {len(candidates)} pages under {root} qualify.",
+            f"Asked for strips up to {stop} but only {len(candidates)} pages under {root} qualify.",
             f"Ask for at most {len(candidates)} strips (one per page).",
         )
     rng = random.Random(seed)
-    chosen = rng.sample(candidates, n_strips)
-    return [_page_strip(page, rng.choice(page.starts), n_panels, stitch_kw) for page in chosen]
+    order = rng.sample(candidates, len(candidates))
+    chosen = [(page, rng.choice(page.starts)) for page in order][start:stop]
+    ids = [f"{page.comic}/{page.page}:{first}" for page, first in chosen]
+    return StripSet(ids, lambda i: _page_strip(*chosen[i], layout), source or f"comics:{root}")
 
 
-def _page_strip(page: Page, start: int, n_panels: int, stitch_kw: dict[str, Any]) -> Strip:
-    files = [page.panels[start + i] for i in range(n_panels)]
-    strip = stitch([open_image(path) for path in files], comic_id=f"{page.comic}/{page.page}:{start}", **stitch_kw)
+def _page_strip(page: Page, start: int, layout: StripLayout) -> Strip:
+    files = [page.panels[start + i] for i in range(layout.n_panels)]
+    strip = stitch([open_image(path) for path in files], layout, comic_id=f"{page.comic}/{page.page}:{start}")
     strip.meta.update(
         source="comics", comic=page.comic, page=page.page, first_panel=start, files=[str(f) for f in files]
     )

@@ -14,7 +14,9 @@ from typing import Any, Iterator, Sequence
 from PIL import Image
 
 from ..errors import DataError
-from .strips import Strip, open_image, panel_files, panel_index, stitch
+from ..layout import StripLayout
+from .strips import Strip, check_image_header, open_image, panel_files, panel_index, stitch
+from .stripset import StripSet
 
 CAPTIONS_FILE = "captions.json"
 
@@ -53,14 +55,13 @@ def read_captions(folder: str | Path, n_panels: int = 6) -> list[str] | None:
     return captions
 
 
-def load_strip(
-    folder: str | Path, n_panels: int = 6, height: int = 256, gap: int = 6, *, multiple: int = 32
-) -> Strip:
-    """Read p1..pN (+ captions.json) from `folder` and stitch them into one Strip."""
+def load_strip(folder: str | Path, layout: StripLayout | None = None) -> Strip:
+    """Read p1..pN (+ captions.json) from `folder` and stitch them into one Strip with `layout`."""
+    layout = layout or StripLayout()
     folder = Path(folder)
-    panels = [open_image(path) for path in panel_files(folder, n_panels)]
-    captions = read_captions(folder, n_panels)
-    strip = stitch(panels, height=height, gap=gap, multiple=multiple, comic_id=folder.name, captions=captions)
+    panels = [open_image(path) for path in panel_files(folder, layout.n_panels)]
+    captions = read_captions(folder, layout.n_panels)
+    strip = stitch(panels, layout, comic_id=folder.name, captions=captions)
     strip.meta.update(source="folder", folder=str(folder))
     return strip
 
@@ -86,17 +87,18 @@ def list_comics(root: str | Path, n_panels: int = 6) -> list[Path]:
     return sorted(comics, key=lambda path: natural_key(path.name))
 
 
-def iter_strips(
-    root: str | Path, n_panels: int = 6, limit: int | None = None, **stitch_kw: Any
-) -> Iterator[Strip]:
-    """Strips of the first `limit` comics under `root` (all when None); `stitch_kw` go to load_strip.
-
-    The folder listing is checked now; each strip is read when iterated.
-    """
-    if limit is not None and limit < 0:
-        raise DataError(f"limit must be >= 0, got {limit}.", "Pass a non-negative limit, or None for all.")
-    folders = list_comics(root, n_panels)[:limit]
-    return (load_strip(folder, n_panels, **stitch_kw) for folder in folders)
+def folder_strip_set(root: str | Path, start: int, stop: int | None, layout: StripLayout, *, source: str):
+    """The comics under `root` (or `root` itself when it holds panels), rows [start:stop], read on demand."""
+    root = Path(root)
+    folders = [root] if _has_panels(root) else list_comics(root, layout.n_panels)
+    chosen = folders[start:stop]
+    if not chosen:
+        raise DataError(f"{root} holds {len(folders)} comic(s); the slice [{start}:{stop}] selects none.",
+                        f"Choose rows below {len(folders)}.")
+    for folder in chosen:  # missing, extra, unreadable or oversized panels fail now, before any work
+        for path in panel_files(folder, layout.n_panels):
+            check_image_header(path)
+    return StripSet([f.name for f in chosen], lambda i: load_strip(chosen[i], layout), source)
 
 
 def _check_captions(captions: Sequence[str] | None, n_panels: int) -> list[str] | None:

@@ -26,8 +26,10 @@ from typing import Any, Iterable, Iterator, Sequence
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from ..layout import StripLayout
 from .folder import save_strip_folder
 from .strips import Strip, open_image, stitch
+from .stripset import StripSet
 
 DEFAULT_DATASET = "baulab/openai-comic-strips"
 ID_COLUMN = "comic_id"
@@ -233,28 +235,36 @@ def iter_hub_rows(
     return generate()
 
 
-def load_hub_strips(
-    name: str = DEFAULT_DATASET,
-    split: str = "train",
-    limit: int | None = None,
-    n_panels: int = 6,
-    *,
-    dataset: Any = None,
-    **stitch_kw: Any,
-) -> Iterator[Strip]:
-    """Stitched strips from a Hugging Face dataset (or an already loaded `dataset`).
+def hub_strip_set(name: str, split: str, start: int, stop: int | None, layout: StripLayout, *,
+                  source: str, dataset: Any = None):
+    """Rows [start:stop] of a Hugging Face dataset as strips stitched with `layout`, each read on demand.
 
-    `stitch_kw` (height, gap, multiple) go to `stitch`. Missing columns raise DataError at call time.
+    Opening the dataset and checking its columns happen now; a row is decoded when its strip is used.
     """
-    rows = iter_hub_rows(name, split, limit, n_panels, dataset=dataset)
+    data = open_dataset(name, split, dataset)
+    columns = find_columns(_column_names(data), layout.n_panels)
+    if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+        rows = list(itertools.islice(data, start, stop))  # a streaming dataset: read the window once
+        get = rows.__getitem__
+        count = len(rows)
+    else:
+        count = max(0, min(len(data), stop if stop is not None else len(data)) - start)
+        get = lambda i: data[start + i]  # noqa: E731
+    if count == 0:
+        raise DataError(f"The dataset {name!r} (split {split!r}) has no rows in [{start}:{stop}].",
+                        "Choose a slice inside the dataset.")
+    if hasattr(data, "select") and hasattr(data, "column_names"):  # a datasets.Dataset: read the id column only
+        ids = [str(v) for v in data.select(range(start, start + count))[columns.comic_id]]
+    else:
+        ids = [str(get(i)[columns.comic_id]) for i in range(count)]
 
-    def generate() -> Iterator[Strip]:
-        for row in rows:
-            strip = stitch(row.panels, comic_id=row.comic_id, captions=row.captions, **stitch_kw)
-            strip.meta.update(row.meta)
-            yield strip
+    def load(i: int) -> Strip:
+        row = read_row(get(i), columns, layout.n_panels, start + i)
+        strip = stitch(row.panels, layout, comic_id=row.comic_id, captions=row.captions)
+        strip.meta.update({"source": f"hf:{name}", "split": split, "row": start + i, **row.meta})
+        return strip
 
-    return generate()
+    return StripSet(ids, load, source)
 
 
 def folder_name(comic_id: str, index: int) -> str:

@@ -3,7 +3,10 @@
 Every image has an id. Strips and comics are indexed once, at start-up; a request names an
 id, which is looked up in that index and never joined to a path, so no request reaches a
 file outside the configured comics folder. Uploads live in memory only (a small LRU store)
-after size, format and pixel checks that stop decompression bombs before decoding.
+after size, format and pixel checks that stop decompression bombs before decoding. Uploads
+are decoded on a few dedicated threads (`Limits.decoders`; the rest wait, 429 beyond
+`Limits.max_waiting`) and shrunk while decoding (JPEG decodes at a reduced scale, other formats are box-reduced
+straight after), so many concurrent uploads cannot add up to many full-size images in memory.
 """
 
 from __future__ import annotations
@@ -13,15 +16,18 @@ import secrets
 import threading
 import warnings
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Callable, Sequence, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
 from ..data.strips import Strip
 from ..errors import GazeheadsError
+from ..layout import StripLayout
 
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
+T = TypeVar("T")
 
 
 class UploadError(GazeheadsError):
@@ -40,6 +46,13 @@ class Limits:
     max_pixels: int = 24_000_000
     max_side: int = 1024  # uploads are shrunk to this longest side before the model sees them
     max_uploads: int = 16  # kept in memory, oldest dropped first
+    decoders: int = 2  # uploads decoded at the same time (each may briefly hold one full-size image)
+    max_waiting: int = 32  # uploads that may wait for a decoder; more are answered 429
+
+    def __post_init__(self) -> None:
+        if self.decoders < 1 or self.max_waiting < 0:
+            raise ValueError(f"Limits need decoders >= 1 and max_waiting >= 0, "
+                             f"got {self.decoders} and {self.max_waiting}.")
 
 
 @dataclass
@@ -56,45 +69,33 @@ class Entry:
         return self.loader()  # type: ignore[operator]
 
 
-def synthetic_entries(seeds, *, height: int | None = None, gap: int | None = None) -> list[Entry]:
-    """Synthetic strips (gazeheads.synth) for `seeds`, in the bundled model's layout unless told otherwise."""
-    from ..data.strips import stitch
-    from ..synth import STRIP_GAP, STRIP_HEIGHT, make_strip, make_strip_panels
+def synthetic_entries(seeds, layout: StripLayout | None = None) -> list[Entry]:
+    """Synthetic strips (gazeheads.synth) for `seeds`, stitched with `layout` (default: the synthetic layout)."""
+    from ..synth import make_strip
 
     entries = []
     for seed in seeds:
         seed = int(seed)
-        if height is None or (height == STRIP_HEIGHT and (gap is None or gap == STRIP_GAP)):
-            strip = make_strip(seed, comic_id=f"synth-{seed}")
-        else:
-            panels, captions, _ = make_strip_panels(seed)
-            strip = stitch(panels, height=height, gap=6 if gap is None else gap, comic_id=f"synth-{seed}",
-                           captions=captions)
+        strip = make_strip(seed, comic_id=f"synth-{seed}", layout=layout)
         entries.append(Entry(f"synth-{seed}", f"synthetic strip {seed}", "synthetic", (lambda s=strip: s),
                              strip.captions))
     return entries
 
 
-def comics_entries(root: str | Path, *, n_panels: int = 6, height: int = 256, gap: int = 6) -> list[Entry]:
-    """One entry per comic folder under `root` (ROOT/<comic>/p1.png .. pN.png), listed now, read on demand."""
-    from ..data.folder import list_comics, load_strip
-
-    root = Path(root).resolve()
-    entries = []
-    for index, folder in enumerate(list_comics(root, n_panels), start=1):
-        folder = folder.resolve()
-        if root not in folder.parents:  # a symlinked comic pointing elsewhere is not served
-            continue
-        entries.append(Entry(f"comic-{index}", folder.name, "comics",
-                             (lambda f=folder: load_strip(f, n_panels, height=height, gap=gap))))
-    return entries
+def comics_entries(strips: Sequence[Strip]) -> list[Entry]:
+    """One entry per strip of a StripSet (listed at start-up by `resolve_comics`, each read on demand)."""
+    names = getattr(strips, "ids", None) or [f"comic {i}" for i in range(1, len(strips) + 1)]
+    return [Entry(f"comic-{index}", str(name), "comics", (lambda i=index - 1: strips[i]))
+            for index, name in enumerate(names, start=1)]
 
 
 class Library:
     """The id -> image index (fixed at start-up) plus the in-memory upload store."""
 
-    def __init__(self, entries: list[Entry], limits: Limits | None = None) -> None:
+    def __init__(self, entries: list[Entry], limits: Limits | None = None,
+                 on_drop: Callable[[str], None] | None = None) -> None:
         self.limits = limits or Limits()
+        self.on_drop = on_drop  # told the id of every upload dropped from the store
         self._fixed: dict[str, Entry] = {}
         for entry in entries:
             if entry.id in self._fixed:
@@ -103,6 +104,8 @@ class Library:
         self._uploads: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Strip | Image.Image] = OrderedDict()
+        self._decoders = ThreadPoolExecutor(self.limits.decoders, thread_name_prefix="gazeheads-decode")
+        self._pending = 0
 
     def entries(self) -> list[Entry]:
         with self._lock:
@@ -125,20 +128,62 @@ class Library:
                 self._cache.popitem(last=False)
         return image
 
+    def decoding(self, fn: Callable[..., T], *args) -> "Future[T]":
+        """Run `fn(*args)` on one of the `Limits.decoders` decoding threads; UploadError 429 when
+        `Limits.max_waiting` calls already wait.
+
+        Dedicated threads bound both how many images are decoded at once and how much freed
+        memory the C allocator keeps: it keeps freed blocks per thread, so decoding on any of
+        the server's many worker threads would leave up to one full-size image behind in each."""
+        with self._lock:
+            if self._pending >= self.limits.decoders + self.limits.max_waiting:
+                raise UploadError(f"{self._pending} uploads are being decoded or waiting; the server decodes "
+                                  f"{self.limits.decoders} at a time and lets {self.limits.max_waiting} wait.",
+                                  "Wait a moment and upload again.", 429)
+            self._pending += 1
+        try:
+            future = self._decoders.submit(fn, *args)
+        except RuntimeError:  # shut down
+            with self._lock:
+                self._pending -= 1
+            raise UploadError("The server is shutting down.", "Try again when it is back.", 503) from None
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _future) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def close(self) -> None:
+        """Stop the decoding threads (queued uploads are dropped)."""
+        self._decoders.shutdown(wait=False, cancel_futures=True)
+
     def add_upload(self, data: bytes, name: str = "upload") -> Entry:
-        """Check and decode an uploaded image, keep it in memory, return its entry."""
+        """Check and decode an uploaded image, keep it in memory, return its entry.
+
+        It decodes on the calling thread: a server runs it through :meth:`decoding`."""
         image = decode_upload(data, self.limits)
         entry = Entry(f"upload-{secrets.token_hex(8)}", name[:80] or "upload", "upload", (lambda im=image: im))
+        dropped = []
         with self._lock:
             self._uploads[entry.id] = entry
             while len(self._uploads) > self.limits.max_uploads:
-                dropped, _ = self._uploads.popitem(last=False)
-                self._cache.pop(dropped, None)
+                old, _ = self._uploads.popitem(last=False)
+                self._cache.pop(old, None)
+                dropped.append(old)
+        for old in dropped:
+            if self.on_drop is not None:
+                self.on_drop(old)
         return entry
 
 
 def decode_upload(data: bytes, limits: Limits) -> Image.Image:
-    """An RGB image from uploaded bytes, or an UploadError (413 too big, 415 not an image we take)."""
+    """An RGB image from uploaded bytes, at most `limits.max_side` on its longest side, or an UploadError
+    (413 too big, 415 not an image we take, 400 broken).
+
+    The pixel count is checked from the header, before anything is decoded (decompression
+    bombs). JPEGs are decoded at the smallest DCT scale that still covers `max_side`; other
+    formats are box-reduced right after decoding, before any copy is made."""
     if len(data) > limits.max_upload_bytes:
         raise UploadError(f"The upload has {len(data)} bytes; the limit is {limits.max_upload_bytes}.",
                           "Upload a smaller image.", 413)
@@ -153,8 +198,10 @@ def decode_upload(data: bytes, limits: Limits) -> Image.Image:
                     raise UploadError(
                         f"The image is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}.",
                         "Upload a smaller image (this also stops decompression bombs).", 413)
+                orientation = img.getexif().get(0x0112, 1)
+                img.draft("RGB", (limits.max_side, limits.max_side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
                 img.load()
-                image = img.convert("RGB")
+                image = _shrink(img, limits.max_side)
         except UploadError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -164,6 +211,32 @@ def decode_upload(data: bytes, limits: Limits) -> Image.Image:
                               "Upload an image in one of those formats.", 415) from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise UploadError(f"The image cannot be decoded: {exc}", "Upload an intact image file.", 400) from None
-    if max(image.size) > limits.max_side:
-        image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
+    return _upright(image, orientation)
+
+
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr")
+
+
+def _shrink(img: Image.Image, max_side: int) -> Image.Image:
+    """A new RGB image no longer than `max_side`: box-reduce by a whole factor first (cheap, no
+    full-size copy), then Lanczos for the rest."""
+    if img.mode not in _REDUCIBLE:  # palette and bit images: expand once, as before
+        img = img.convert("RGB")
+    factor = max(img.size) // max_side
+    if factor >= 2:
+        img = img.reduce(factor)
+    image = img.convert("RGB") if img.mode != "RGB" else img
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return image
+
+
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
+
+def _upright(image: Image.Image, orientation: int) -> Image.Image:
+    """The image as the camera's EXIF orientation tag says it should be shown (phone photos)."""
+    method = _TRANSPOSE.get(int(orientation) if isinstance(orientation, int) else 1)
+    return image.transpose(method) if method is not None else image

@@ -15,11 +15,15 @@ Endpoints (all JSON unless said otherwise):
 * ``POST /api/generations/{id}/cancel``      stops a generation
 * ``GET  /api/status``                       what runs and waits, and how recent ones ended
 
-Safety: requests must name a loopback host (no DNS rebinding), POSTs must carry a JSON or
-image content type (no cross-site simple requests), bodies are size-capped, bodies are
-validated by strict pydantic models, ids are looked up in start-up indexes and never turned
-into paths, one generation runs at a time with a bounded queue (429 beyond), and a
-generation stops as soon as its client goes away.
+Safety: requests must name a loopback host (no DNS rebinding) unless the app is served
+beyond loopback, which needs an access token that every request then carries (401
+otherwise; see :mod:`gazeheads.demo.access`); POSTs must carry a JSON or image content type
+(no cross-site simple requests), bodies are size-capped, bodies are validated by strict
+pydantic models, ids are looked up in start-up indexes and never turned into paths, uploads
+are decoded a few at a time and shrunk while decoding, one generation runs at a time with a
+bounded queue (429 beyond), and a generation stops as soon as its client goes away. With an
+audit log, every steering action (start and live re-target) appends a JSON line naming the
+client (remote address and the page's session id).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,14 +46,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import prompts
+from ..audit import AuditLog, AuditSink
 from ..errors import GazeheadsError
-from ..heads import check_k, default_k
 from ..model import GazeModel
 from ..ranking import Ranking
 from ..regions import Box, Panel
-from ..steering import DEFAULT_STRENGTH, MODES, PHASES
+from ..specs import DEMO_STEER, MODES, NUMERICS, PHASES, HeadSpec
+from . import is_loopback
+from .access import TokenGate, check_token
 from .library import Entry, Library, Limits, UploadError, comics_entries, synthetic_entries
-from .session import Generation, GenerationQueue, GenerationSettings, QueueFull, describe_geometry
+from .session import (AuditFailed, GenerationQueue, GenerationSettings, LiveGeneration, QueueFull,
+                      describe_geometry)
 from .targets import Circle
 
 STATIC = Path(__file__).parent / "static"
@@ -58,6 +66,8 @@ JSON_BODY_LIMIT = 16 * 1024
 IMAGE_ID = r"^(synth|comic|upload)-[A-Za-z0-9]{1,32}$"
 GENERATION_ID = r"^[0-9a-f]{16}$"
 KEEPALIVE_S = 2.0
+SESSION_HEADER = "x-gazeheads-session"  # the page's random per-load id, for the audit log
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 ImageId = Annotated[str, PathParam(pattern=IMAGE_ID)]
@@ -103,9 +113,10 @@ class GenerateRequest(_Strict):
     steer: bool = True
     target: TargetSpec | None = None
     k: Annotated[int, Field(ge=1)] | None = None
-    phase: Literal["decode", "prefill+decode"] = "decode"
-    mode: Literal["boost_suppress", "suppress_image", "suppress_all", "max_suppress_all"] = "boost_suppress"
-    strength: Annotated[float, Field(gt=0, le=1_000_000)] = DEFAULT_STRENGTH
+    phase: Literal["decode", "prefill+decode", "last-prompt+decode"] = DEMO_STEER.phase
+    mode: Literal["boost_suppress", "suppress_image", "suppress_all", "max_suppress_all"] = DEMO_STEER.mode
+    strength: Annotated[float, Field(gt=0, le=1_000_000)] = DEMO_STEER.strength
+    numerics: Literal["reference", "exact"] = DEMO_STEER.numerics
     max_new_tokens: Annotated[int, Field(ge=1)] | None = None
     token_delay_ms: Annotated[int, Field(ge=0, le=2000)] | None = None
 
@@ -116,6 +127,7 @@ class RetargetRequest(_Strict):
 
 assert set(GenerateRequest.model_fields["phase"].annotation.__args__) == set(PHASES)  # type: ignore[union-attr]
 assert set(GenerateRequest.model_fields["mode"].annotation.__args__) == set(MODES)  # type: ignore[union-attr]
+assert set(GenerateRequest.model_fields["numerics"].annotation.__args__) == set(NUMERICS)  # type: ignore[union-attr]
 
 
 def _region(spec: CircleTarget | BoxTarget | PanelTarget, entry_size: tuple[int, int]):
@@ -198,7 +210,7 @@ class _Guard:
 class _EventStream(StreamingResponse):
     """An SSE response that cancels its generation however the response ends (done, error, client gone)."""
 
-    def __init__(self, content, generation: Generation) -> None:
+    def __init__(self, content, generation: LiveGeneration) -> None:
         super().__init__(content, media_type="text/event-stream",
                          headers={"cache-control": "no-store", "x-accel-buffering": "no"})
         self.generation = generation
@@ -229,6 +241,7 @@ class DemoState:
     default_new_tokens: int
     token_delay_ms: int
     presets: list[str]
+    audit: AuditSink | None = None
     _meta: dict = field(default_factory=dict)
     _pixels: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -250,6 +263,12 @@ class DemoState:
             while len(store) > 64:
                 store.pop(next(iter(store)))
         return value
+
+    def forget(self, image_id: str) -> None:
+        """Drop what was computed for an image that left the library (an old upload)."""
+        with self._lock:
+            self._meta.pop(image_id, None)
+            self._pixels.pop(image_id, None)
 
     def meta(self, entry: Entry) -> dict:
         """Size, token cells and tint regions of an image (computed once: the processor runs, not the model)."""
@@ -276,33 +295,13 @@ class DemoState:
         return self._cached(self._pixels, entry.id, compute)
 
 
-def _default_question(gm: GazeModel) -> str:
-    """The model's own narration prompt (bundled model: gazeheads.json), else the paper's question."""
-    meta = Path(str(gm.name)) / "gazeheads.json"
-    try:
-        return json.loads(meta.read_text())["layout"]["narrate_prompt"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return prompts.NARRATION_QUESTION
-
-
-def _bundled_layout(gm: GazeModel) -> dict:
-    meta = Path(str(gm.name)) / "gazeheads.json"
-    try:
-        return json.loads(meta.read_text()).get("layout", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
 def create_app(
     gm: GazeModel,
     ranking: Ranking,
     *,
-    comics_dir: str | Path | None = None,
+    comics: Sequence | None = None,
     question: str | None = None,
     synthetic_seeds: Sequence[int] = DEFAULT_SEEDS,
-    n_panels: int = 6,
-    strip_height: int | None = None,
-    strip_gap: int | None = None,
     queue_size: int = 2,
     max_new_tokens: int = 64,
     default_new_tokens: int = 24,
@@ -310,31 +309,40 @@ def create_app(
     k: int | None = None,
     limits: Limits | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    token: str | None = None,
+    audit_log: AuditSink | str | Path | None = None,
+    ranking_file: str | None = None,
 ) -> FastAPI:
     """The demo app for `gm` steered with `ranking`'s gaze heads.
 
-    Strips: synthetic strips for `synthetic_seeds` (in the bundled model's layout when the
-    model folder has one, else `strip_height`/`strip_gap`, default 256/6) and, with
-    `comics_dir`, every comic folder under it. `allowed_hosts` defaults to loopback names.
+    Strips: synthetic strips for `synthetic_seeds` and, with `comics` (a StripSet from
+    `gazeheads.data.resolve_comics`), those strips, all in the model's layout (`gm.layout`).
+    `allowed_hosts` defaults to loopback names; any other host name (or "*") needs `token`,
+    which every request must then carry. `audit_log` (a path, appended to, or an AuditSink)
+    receives one JSON line per steering action; `ranking_file` is shown as the ranking's origin.
     """
+    hosts = list(allowed_hosts) if allowed_hosts is not None else list(LOOPBACK_HOSTS)
+    if token is not None:
+        check_token(token)
+    elif any(not is_loopback(host) for host in hosts):
+        raise GazeheadsError(f"Serving the demo to hosts {hosts} needs an access token.",
+                             "Pass token=... (gazeheads demo --token), or keep the default loopback hosts.")
     ranking.check_compatible(gm)
-    if k is not None:
-        check_k(k, gm.shape)
-    layout = _bundled_layout(gm)
-    height = strip_height or layout.get("strip_height") or 256
-    gap = strip_gap if strip_gap is not None else layout.get("strip_gap", 6)
-    entries = synthetic_entries(synthetic_seeds, height=height, gap=gap)
-    if comics_dir is not None:
-        entries += comics_entries(comics_dir, n_panels=n_panels, height=height, gap=gap)
-    limits = limits or Limits()
     total = gm.shape.total
-    question = question or _default_question(gm)
+    default_heads = HeadSpec(k=k).resolve_k(total)
+    entries = synthetic_entries(synthetic_seeds, gm.layout.strip)
+    if comics is not None:
+        entries += comics_entries(comics)
+    limits = limits or Limits()
+    question = question or gm.layout.narration_question
     presets = list(dict.fromkeys([question, prompts.NARRATION_QUESTION, prompts.VQA_QUESTION,
                                   prompts.SCENE_QUESTION]))
+    sink = AuditLog(audit_log) if isinstance(audit_log, (str, Path)) else audit_log
     state = DemoState(gm=gm, ranking=ranking, library=Library(entries, limits), queue=GenerationQueue(queue_size),
-                      question=question, default_k=min(k or default_k(total), total),
+                      question=question, default_k=default_heads,
                       max_new_tokens=max_new_tokens, default_new_tokens=min(default_new_tokens, max_new_tokens),
-                      token_delay_ms=token_delay_ms, presets=presets)
+                      token_delay_ms=token_delay_ms, presets=presets, audit=sink)
+    state.library.on_drop = state.forget
 
     from contextlib import asynccontextmanager
 
@@ -342,6 +350,7 @@ def create_app(
     async def lifespan(app):
         yield
         state.queue.cancel_all()
+        state.library.close()
 
     app = FastAPI(title="gazeheads demo", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
                   lifespan=lifespan)
@@ -351,7 +360,10 @@ def create_app(
     async def _invalid(request: Request, exc: RequestValidationError):
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
                   for e in exc.errors()]
-        return JSONResponse({"detail": errors}, status_code=422)
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+                          for e in errors)
+        return JSONResponse({"detail": errors, "message": f"The request was not accepted ({where})."},
+                            status_code=422)
 
     @app.exception_handler(GazeheadsError)
     async def _gazeheads_error(request: Request, exc: GazeheadsError):
@@ -372,8 +384,9 @@ def create_app(
         return {
             "model": gm.name, "n_layers": shape.n_layers, "n_heads": shape.n_heads, "total_heads": total,
             "default_k": state.default_k, "ranking": {"source": ranking.source, "n_strips": ranking.n_strips,
-                                                      "model_id": ranking.model_id},
-            "question": question, "presets": presets, "phases": list(PHASES), "default_phase": "decode",
+                                                      "model_id": ranking.model_id, "file": ranking_file},
+            "token_required": token is not None, "audit": sink is not None,
+            "question": question, "presets": presets, "phases": list(PHASES), "default_phase": DEMO_STEER.phase,
             "modes": list(MODES), "max_new_tokens": max_new_tokens, "default_new_tokens": state.default_new_tokens,
             "token_delay_ms": token_delay_ms, "max_token_delay_ms": 2000, "queue_size": queue_size,
             "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
@@ -402,14 +415,25 @@ def create_app(
             chunks.append(chunk)
         name = request.headers.get("x-filename", "upload")
         name = "".join(c for c in name if c.isprintable())[:80] or "upload"
+        data = b"".join(chunks)
+        del chunks
+
+        def decode_and_describe() -> dict:  # the processor's pass too runs on the decoding threads
+            return state.meta(state.library.add_upload(data, name))
+
         try:
-            entry = await run_in_threadpool(state.library.add_upload, b"".join(chunks), name)
+            return await asyncio.wrap_future(state.library.decoding(decode_and_describe))
         except UploadError as exc:
-            return JSONResponse({"detail": exc.problem, "fix": exc.fix}, status_code=exc.status)
-        return await run_in_threadpool(state.meta, entry)
+            headers = {"retry-after": "1"} if exc.status == 429 else None
+            return JSONResponse({"detail": exc.problem, "fix": exc.fix}, status_code=exc.status, headers=headers)
+
+    def client_of(request: Request) -> str:
+        host = request.client.host if request.client is not None else "unknown"
+        session = request.headers.get(SESSION_HEADER, "")
+        return f"{host} page {session}" if SESSION_ID.match(session) else host
 
     @app.post("/api/generate", responses={200: {"content": {"text/event-stream": {}}}, 429: {}})
-    async def generate(body: GenerateRequest):
+    async def generate(body: GenerateRequest, request: Request):
         entry = state.entry(body.image_id)
         meta = await run_in_threadpool(state.meta, entry)
         k = body.k or state.default_k
@@ -427,8 +451,10 @@ def create_app(
             target = _region(body.target, (meta["width"], meta["height"]))
         settings = GenerationSettings(
             question=body.question or question, heads=ranking.top(k), steer=body.steer, target=target,
-            phase=body.phase, mode=body.mode, strength=body.strength, max_new_tokens=n_new,
-            token_delay=(token_delay_ms if body.token_delay_ms is None else body.token_delay_ms) / 1000)
+            spec=DEMO_STEER.replace(phase=body.phase, mode=body.mode, strength=body.strength, numerics=body.numerics),
+            max_new_tokens=n_new,
+            token_delay=(token_delay_ms if body.token_delay_ms is None else body.token_delay_ms) / 1000,
+            audit_sink=state.audit, client=client_of(request), image_id=entry.id)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
 
@@ -439,7 +465,7 @@ def create_app(
                 pass
 
         image = state.library.image(entry)
-        generation = Generation(gm, image, settings, emit)
+        generation = LiveGeneration(gm, image, settings, emit)
         try:
             ahead = state.queue.submit(generation)
         except QueueFull as exc:
@@ -461,7 +487,7 @@ def create_app(
 
         return _EventStream(stream(), generation)
 
-    def _live(generation_id: str) -> Generation:
+    def _live(generation_id: str) -> LiveGeneration:
         generation = state.queue.live.get(generation_id)
         if generation is None:
             raise HTTPException(404, f"No running generation {generation_id!r} (it may have finished).")
@@ -478,7 +504,10 @@ def create_app(
             panels = len(image.panel_boxes) if hasattr(image, "panel_boxes") else 0
             if body.target.index > panels:
                 raise HTTPException(422, f"Panel {body.target.index} asked of an image with {panels} panels.")
-        return generation.retarget(_region(body.target, size))
+        try:
+            return generation.retarget(_region(body.target, size))
+        except AuditFailed as exc:
+            raise HTTPException(503, f"{exc.problem} {exc.fix}") from None
 
     @app.post("/api/generations/{generation_id}/cancel", status_code=202)
     def cancel(generation_id: GenerationId) -> dict:
@@ -490,12 +519,8 @@ def create_app(
     def status() -> dict:
         return state.queue.status()
 
-    hosts = list(allowed_hosts) if allowed_hosts is not None else list(LOOPBACK_HOSTS)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
-    return _wrap(app, limits)
-
-
-def _wrap(app: FastAPI, limits: Limits) -> FastAPI:
-    """Put the body guard outermost while keeping the FastAPI object (tests reach app.state)."""
     app.add_middleware(_Guard, json_limit=JSON_BODY_LIMIT, upload_limit=limits.max_upload_bytes)
+    if token is not None:
+        app.add_middleware(TokenGate, token=token)  # outermost: without the token, nothing else answers
     return app

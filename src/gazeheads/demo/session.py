@@ -1,10 +1,12 @@
 """Generations for the demo: one at a time per model, a bounded queue, live targets, cancel.
 
-A :class:`Generation` runs `generate()` in its own thread with a tracker (per-token gaze-head
+A :class:`LiveGeneration` runs `generate()` in its own thread with a tracker (per-token gaze-head
 attention over the image: region tint and heat map) and, unless it is the baseline, a
 `Steering` whose target the visitor moves while tokens stream (`Steering.retarget`). Events
 go to the web request through a callback; a cancel flag, checked by a StoppingCriteria and
-by the pacing delay, ends the generation as soon as the visitor stops or goes away.
+by the pacing delay, ends the generation as soon as the visitor stops or goes away. With an
+audit sink, the start of steering and every live re-target append one line each, naming the
+client; steering that cannot be audited does not happen.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from .. import audit
 from ..data.strips import Strip
 from ..errors import GazeheadsError
 from ..heads import HeadSet
 from ..model import Encoded, GazeModel
+from ..specs import DEMO_STEER, SteerSpec
 from ..regions import Box, ImageGeometry, Panel
 from ..steering import steer
 from ..tracking import track
@@ -47,11 +51,43 @@ class GenerationSettings:
     heads: HeadSet
     steer: bool = True
     target: Circle | Box | Panel | None = None
-    phase: str = "decode"
-    mode: str = "boost_suppress"
-    strength: float = 10000.0
+    spec: SteerSpec = DEMO_STEER
     max_new_tokens: int = 24
     token_delay: float = 0.0  # seconds to wait after each token (so a person can follow and steer)
+    audit_sink: audit.AuditSink | None = None  # where steering actions are logged (None: a process-wide sink, if any)
+    client: str = "demo"  # who asked, for the audit log (remote address and page session)
+    image_id: str = ""
+
+
+class AuditFailed(GazeheadsError):
+    """The audit log could not be written, so the steering action was refused (HTTP 503)."""
+
+
+def describe_target(target: Circle | Box | Panel | None) -> dict:
+    """The target as the visitor set it, for the audit log."""
+    if isinstance(target, Circle):
+        return {"circle": [round(target.x, 2), round(target.y, 2), round(target.r, 2)]}
+    described = audit.describe_target(target)
+    return described if isinstance(described, dict) else {"target": described}
+
+
+class _DemoAuditSink:
+    """Adds the demo's view of a steering event (the circle/box/panel, image, generation) to each line."""
+
+    def __init__(self, sink: audit.AuditSink, generation: "LiveGeneration", target) -> None:
+        self.sink, self.generation, self.target = sink, generation, target
+
+    def write(self, event: dict) -> None:
+        cells = event.get("target")
+        shown = describe_target(self.target)
+        if isinstance(cells, dict):
+            shown = {**shown, **cells}
+        try:
+            self.sink.write({**event, "target": shown, "image": self.generation.settings.image_id,
+                             "generation": self.generation.id})
+        except OSError as exc:
+            raise AuditFailed(f"The audit log could not be written ({exc}), so steering was refused.",
+                              "Fix the audit log's path (gazeheads demo --audit-log PATH) or its disk.") from None
 
 
 class _Cancelled(StoppingCriteria):
@@ -101,7 +137,7 @@ def describe_geometry(geometry: ImageGeometry) -> dict:
             "panels": len(geometry.panel_boxes) if geometry.panel_boxes else 0}
 
 
-class Generation:
+class LiveGeneration:
     """One streamed generation: its thread, its live target, and its cancel flag."""
 
     def __init__(self, gm: GazeModel, image: Strip, settings: GenerationSettings, emit: Emit) -> None:
@@ -130,16 +166,32 @@ class Generation:
         if not self.settings.steer:
             raise GazeheadsError("This generation runs without steering.", "Start a steered generation.")
         with self._lock:
-            if self._geometry is not None:
-                mask = steering_target(self._geometry, target)  # RegionError for a bad target, before any change
+            steered = target
+            if self._geometry is not None:  # a RegionError for a bad target, before any change
+                steered = steering_target(self._geometry, target)
             self._target = target
             self._target_seq += 1
             seq = self._target_seq
-            if self._steering is None:  # not started yet: the start uses the latest target
-                return {"from_step": 0, "seq": seq}
-            start = self._steering.retarget(0, mask)
-            self._switches.append((start, seq))
-            return {"from_step": start, "seq": seq}
+            start = 0  # not started yet: the start uses the latest target
+            if self._steering is not None:
+                start = self._steering.retarget(0, steered)
+                self._switches.append((start, seq))
+        try:
+            self._log(target, "retarget", {"from_step": start, "seq": seq}, steered)
+        except AuditFailed:
+            self.cancel.set()  # steering that cannot be audited stops
+            raise
+        return {"from_step": start, "seq": seq}
+
+    def _sink(self, target) -> "_DemoAuditSink | None":
+        """The demo's audit sink for an action on `target`; None leaves it to a process-wide sink, if any."""
+        sink = self.settings.audit_sink
+        return _DemoAuditSink(sink, self, target) if sink is not None else None
+
+    def _log(self, target, event: str, details: dict, steered) -> None:
+        s = self.settings
+        audit.record_steering(self._sink(target), self.gm, s.heads, [], steered, s.spec,
+                              client=s.client, event=event, details=details)
 
     def target_seq_at(self, step: int) -> int:
         with self._lock:
@@ -211,12 +263,12 @@ class Generation:
                     if self._target is None:
                         raise GazeheadsError("A steered generation needs a target.", "Point at the image first.")
                     target = steering_target(geometry, self._target)
-                    self._steering = stack.enter_context(
-                        steer(gm, s.heads, target, encoded, mode=s.mode, strength=s.strength, phase=s.phase))
+                    self._steering = stack.enter_context(steer(gm, s.heads, target, encoded, s.spec,
+                                                               audit_sink=self._sink(self._target), client=s.client))
                     self._switches = [(0, self._target_seq)]
             tracker = stack.enter_context(track(gm, s.heads, encoded, keep_image_attention=True))
             self.emit({"type": "start", "generation_id": self.id, "steer": s.steer, "k": len(s.heads),
-                       "phase": s.phase, "question": s.question, "prompt_tokens": encoded.prompt_len,
+                       "phase": s.spec.phase, "question": s.question, "prompt_tokens": encoded.prompt_len,
                        "image_tokens": int(geometry.positions.numel()),
                        "regions": [name for name, _ in regions]})
             out = gm.generate_ids(encoded, s.max_new_tokens, streamer=_TokenSink(on_token),
@@ -247,12 +299,12 @@ class GenerationQueue:
         self.queue_size = queue_size
         self._admit = threading.Lock()
         self._model = threading.Lock()
-        self._pending: list[Generation] = []  # running first, then waiting, in order
-        self.live: dict[str, Generation] = {}
+        self._pending: list[LiveGeneration] = []  # running first, then waiting, in order
+        self.live: dict[str, LiveGeneration] = {}
         self.history: deque[Record] = deque(maxlen=32)
-        self.running: Generation | None = None
+        self.running: LiveGeneration | None = None
 
-    def submit(self, generation: Generation) -> int:
+    def submit(self, generation: LiveGeneration) -> int:
         """Admit a generation and start its thread; returns how many run or wait before it."""
         with self._admit:
             if len(self._pending) >= 1 + self.queue_size:
@@ -265,7 +317,7 @@ class GenerationQueue:
                          daemon=True).start()
         return ahead
 
-    def _work(self, generation: Generation) -> None:
+    def _work(self, generation: LiveGeneration) -> None:
         try:
             while not self._model.acquire(timeout=0.05):
                 if generation.cancel.is_set():

@@ -7,7 +7,8 @@ from .judges import (
     Judge,
     JudgeError,
     JudgeItem,
-    OpenAICompatibleJudge,
+    JudgeSpec,
+    OpenAIJudge,
     Verdict,
     VerdictCache,
     junk_reason,
@@ -18,6 +19,6 @@ from .stats import accuracy_table, bootstrap_ci, bootstrap_means, mean_std, per_
 
 __all__ = [
     "AnthropicJudge", "CaptionSimilarityJudge", "GroundTruthJudge", "Judge", "JudgeError", "JudgeItem",
-    "OpenAICompatibleJudge", "Verdict", "VerdictCache", "accuracy_table", "bootstrap_ci", "bootstrap_means", "junk_reason",
-    "make_judge", "mean_std", "per_panel_table", "per_size_table", "spearman", "word_jaccard",
+    "JudgeSpec", "OpenAIJudge", "Verdict", "VerdictCache", "accuracy_table", "bootstrap_ci", "bootstrap_means",
+    "junk_reason", "make_judge", "mean_std", "per_panel_table", "per_size_table", "spearman", "word_jaccard",
 ]

@@ -56,20 +56,38 @@ def load_instances(instances: str | Path) -> tuple[list[CocoObject], list[str]]:
                         "scenes' instances.json.") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON ({exc}).", "Give a COCO instances JSON file.") from None
-    missing = {"images", "annotations", "categories"} - set(data)
-    if missing:
-        raise DataError(f"{path} lacks {sorted(missing)}.", "Give a COCO instances JSON file.")
-    categories = sorted(data["categories"], key=lambda c: c["id"])
-    names = [c["name"] for c in categories]
-    index = {c["id"]: i for i, c in enumerate(categories)}
-    files = {im["id"]: im["file_name"] for im in data["images"]}
+    if not isinstance(data, dict) or {"images", "annotations", "categories"} - set(data):
+        found = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise DataError(f"{path} is not a COCO instances file (it needs images, annotations and categories; found "
+                        f"{found}).", "Give a COCO instances JSON file such as instances_val2017.json.")
+    fix = "Repair the annotation file (every annotation needs an image_id, a category_id and a bbox that exist)."
+    try:
+        categories = sorted(data["categories"], key=lambda c: c["id"])
+        names = [str(c["name"]) for c in categories]
+        index = {c["id"]: i for i, c in enumerate(categories)}
+        files = {im["id"]: im["file_name"] for im in data["images"]}
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"{path}: a category or image entry lacks {exc}.", fix) from None
     objects = []
     for ann in data["annotations"]:
-        if ann.get("iscrowd"):
+        if not isinstance(ann, dict) or ann.get("iscrowd"):
             continue
-        area = float(ann.get("area") or ann["bbox"][2] * ann["bbox"][3])
-        objects.append(CocoObject(ann["id"], files[ann["image_id"]], tuple(ann["bbox"]), area,
-                                  names[index[ann["category_id"]]], index[ann["category_id"]], size_class(area)))
+        where = f"{path}: annotation {ann.get('id')!r}"
+        if ann.get("category_id") not in index:
+            raise DataError(f"{where} names category {ann.get('category_id')!r}, which the file does not define.", fix)
+        if ann.get("image_id") not in files:
+            raise DataError(f"{where} names image {ann.get('image_id')!r}, which the file does not list.", fix)
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)
+                and bbox[2] > 0 and bbox[3] > 0):
+            raise DataError(f"{where} has no usable bbox ({bbox!r}).", fix)
+        area = float(ann.get("area") or bbox[2] * bbox[3])
+        category = index[ann["category_id"]]
+        objects.append(CocoObject(ann["id"], files[ann["image_id"]], tuple(bbox), area, names[category], category,
+                                  size_class(area)))
+    if not objects:
+        raise DataError(f"{path} has no objects to steer to (no non-crowd annotations).",
+                        "Give an annotation file with object boxes.")
     return objects, names
 
 
@@ -106,7 +124,8 @@ def evaluate_coco(
     for obj in objects:
         by_image[obj.image_file].append(obj)
     images = sorted(by_image)[shard[0] :: shard[1]]
-    for name in tqdm(images, desc=f"coco [{shard[0]}/{shard[1]}]", unit="image", disable=not progress):
+    label = "coco" if shard[1] == 1 else f"coco (process {shard[0] + 1} of {shard[1]})"
+    for name in tqdm(images, desc=label, unit="image", disable=not progress):
         image = open_image(Path(images_dir) / name)
         baseline_key = record_key("coco", "baseline", 0, name, "-")
         if baseline_key not in store:
@@ -131,8 +150,7 @@ def evaluate_coco(
                 continue
             if len(reachable) != len(todo):
                 encoded = gm.encode(image, [spec.question] * len(reachable))
-            with steer(gm, heads, [o.box for o in reachable], encoded, mode=settings.mode,
-                       strength=settings.strength, phase=settings.phase):
+            with steer(gm, heads, [o.box for o in reachable], encoded, settings.steer_spec()):
                 ids = gm.generate_ids(encoded, spec.max_new_tokens)
             records = []
             for obj, row in zip(reachable, ids):

@@ -7,21 +7,25 @@ from dataclasses import dataclass, replace
 
 from .. import prompts
 from ..errors import GazeheadsError
+from ..specs import TOPK_DEFAULT, SteerSpec  # noqa: F401  (TOPK_DEFAULT re-exported)
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """How one protocol asks and generates.
+    """How one protocol asks, generates and steers.
 
     `segment_tokens` (dynamic narration) switches the target every that many tokens and
     judges each segment on its own; such a protocol generates one segment per panel, so
-    its `max_new_tokens` is unused (see :meth:`new_tokens`).
+    its `max_new_tokens` is unused (see :meth:`new_tokens`). `steer` is the protocol's
+    published steering: every query position for VQA and static narration, decode only
+    (first generated token unsteered) for dynamic narration.
     """
 
     name: str
     question: str
     max_new_tokens: int
     segment_tokens: int | None = None
+    steer: SteerSpec = SteerSpec()
 
     def with_overrides(self, question: str | None = None, max_new_tokens: int | None = None,
                        segment_tokens: int | None = None) -> "Protocol":
@@ -40,10 +44,10 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {
     "vqa": Protocol("vqa", prompts.VQA_QUESTION, 15),
     "narration": Protocol("narration", prompts.NARRATION_QUESTION, 100),
-    "dynamic": Protocol("dynamic", prompts.NARRATION_QUESTION, 0, segment_tokens=50),
+    "dynamic": Protocol("dynamic", prompts.NARRATION_QUESTION, 0, segment_tokens=50, steer=SteerSpec(phase="decode")),
     "coco": Protocol("coco", prompts.SCENE_QUESTION, 15),
 }
-TOPK_DEFAULT = (5, 10, 20, 50, 100, 200)
+PROTOCOL_ORDER = ("narration", "vqa", "dynamic", "topk", "coco")
 
 
 def protocol(name: str) -> Protocol:

@@ -2,8 +2,8 @@
 
     RUN/generations.jsonl           every generation with its verdict (merged)
     RUN/generations.rank<r>-of-<w>.jsonl   per-process shards under accelerate launch
-    RUN/summary.json                aggregates with 95% bootstrap intervals
-    RUN/*.png, RUN/report.html      plots and the report
+    RUN/summary.json                aggregates with 95% bootstrap intervals, and what unsteered answers score
+    RUN/*.png, RUN/report.html      plots and the report (drawn by gazeheads.report)
 """
 
 from __future__ import annotations
@@ -11,11 +11,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-from .. import plots
+from ..errors import GazeheadsError
+from ..files import write_text
+from .protocols import PROTOCOL_ORDER
 from .store import JsonlStore, merge_shards
-from .summary import format_table, summarise
+from .summary import format_table, summarise, unsteered_rows
+
+if TYPE_CHECKING:
+    from ..data.strips import Strip
+    from ..report import ReportSection
 
 
 @dataclass(frozen=True)
@@ -59,18 +65,39 @@ def shard_files(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob("generations.rank*-of-*.jsonl"))
 
 
-def open_store(run_dir: Path, process: ProcessInfo, resume: bool) -> JsonlStore:
+def existing_records(run_dir: Path) -> list[Path]:
+    """Record files (merged and shards) already in `run_dir` that hold at least one byte."""
+    files = [run_dir / "generations.jsonl", *shard_files(run_dir)]
+    return [f for f in files if f.is_file() and f.stat().st_size > 0]
+
+
+def check_store_policy(run_dir: Path, *, resume: bool, restart: bool) -> None:
+    """Refuse to start a run in a folder holding records unless told to resume or restart (before any work)."""
+    if resume and restart:
+        raise GazeheadsError("Both --resume and --restart given.", "Resume (keep the records) or restart (discard them).")
+    found = existing_records(run_dir)
+    if found and not (resume or restart):
+        raise GazeheadsError(
+            f"{run_dir} already holds generations ({', '.join(f.name for f in found)}).",
+            "Pass --resume to continue that run (same settings), --restart to discard its records and start over, "
+            "or choose another --out.",
+        )
+
+
+def open_store(run_dir: Path, process: ProcessInfo, *, resume: bool = False, restart: bool = False) -> JsonlStore:
     """This process's store.
 
     With `resume`, every record already on disk (the merged file and the shards of any
     earlier number of processes) counts as done, and the run must use the same settings.
-    Without, this process's file (and, on the main process, the merged file and shards of
-    other process counts) is removed first.
+    With `restart`, the records are deleted first. With neither, a folder that holds records
+    is refused: nothing a user made is deleted unless they ask.
     """
+    if process.is_main:  # other processes were checked by the main one before any of them started
+        check_store_policy(run_dir, resume=resume, restart=restart)
     run_dir.mkdir(parents=True, exist_ok=True)
     merged = run_dir / "generations.jsonl"
     path = merged if process.count == 1 else run_dir / f"generations.rank{process.index}-of-{process.count}.jsonl"
-    if not resume:
+    if restart:
         stale = [path, JsonlStore.settings_path_of(path)]
         if process.is_main:
             stale += [merged, JsonlStore.settings_path_of(merged)]
@@ -85,9 +112,15 @@ def open_store(run_dir: Path, process: ProcessInfo, resume: bool) -> JsonlStore:
     return store
 
 
-def finish(run_dir: Path, process: ProcessInfo, *, title: str, settings: dict, figures: Callable | None = None,
-           echo: bool = True) -> list[dict] | None:
-    """Merge shards, write summary.json, plots and report.html (main process only)."""
+def finish(run_dir: Path, process: ProcessInfo, *, title: str, settings: dict,
+           echo: bool = True, extra: dict | None = None, extra_sections: Iterable["ReportSection"] = (),
+           strips: Sequence["Strip"] | None = None, image_root: str | Path | None = None) -> list[dict] | None:
+    """Merge shards, write summary.json, plots and report.html (main process only).
+
+    `extra` (e.g. the main job's tracking examples and run time) is kept in summary.json under
+    "run"; summary.json also keeps, under "unsteered", what the unsteered answers score against
+    the same targets. `extra_sections` are appended to the report; `strips` (e.g. the evaluated
+    StripSet) and `image_root` (box-steering images) give its example thumbnails."""
     from ..report import write_report
 
     wait_for_everyone()
@@ -98,29 +131,17 @@ def finish(run_dir: Path, process: ProcessInfo, *, title: str, settings: dict, f
     store = merge_shards(shards, merged) if shards else JsonlStore(merged)
     records = sorted(store, key=lambda r: r["key"])
     rows = summarise(records)
-    (run_dir / "summary.json").write_text(json.dumps({"settings": settings, "results": rows}, indent=1))
-    order = ["narration", "vqa", "dynamic", "topk", "coco"]
+    if not rows:
+        raise GazeheadsError(f"{run_dir} holds no judged generations to summarise.",
+                             "Check that the run had strips to evaluate (--n-strips, the slice of --comics).")
+    write_text(run_dir / "summary.json", json.dumps({"settings": settings, "results": rows, "run": extra or {},
+                                                    "unsteered": unsteered_rows(records)}, indent=1))
+    order = list(PROTOCOL_ORDER)
     protocols = sorted({r["protocol"] for r in rows}, key=lambda p: (order.index(p) if p in order else 9, p))
-    sections = []
-    for name in protocols:
-        sel = [r for r in rows if r["protocol"] == name]
-        recs = [r for r in records if r["protocol"] == name]
-        draw_protocol_figures(run_dir, name, sel, recs)
-        sections.append((name, sel, recs))
-    if figures:
-        figures(run_dir, rows, records)
-    write_report(run_dir, title=title, sections=sections, settings=settings)
+    sections = [(name, [r for r in rows if r["protocol"] == name], [r for r in records if r["protocol"] == name])
+                for name in protocols]
+    write_report(run_dir, title=title, sections=sections, settings=settings, extra=extra or {},
+                 extra_sections=extra_sections, strips=strips, image_root=image_root)
     if echo:
         print(format_table(rows))
     return rows
-
-
-def draw_protocol_figures(run_dir: Path, name: str, rows: list[dict], records: list[dict]) -> None:
-    if not rows:
-        return
-    if name == "topk":
-        plots.topk_curve(rows, run_dir / "topk_curve.png")
-        return
-    plots.accuracy_bars(rows, run_dir / f"{name}_accuracy.png", title=f"{name}: accuracy per condition")
-    if name == "dynamic":
-        plots.dynamic_schedules([r for r in records if r["condition"] != "baseline"], run_dir / "dynamic_schedules.png")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import GazeheadsError
+from ..files import write_text
 
 RESUME_FIX = ("Rerun with the same settings to resume, write to another folder (--out, or --name for "
               "`gazeheads run`), or start over (`gazeheads eval` without --resume, `gazeheads run --restart`). "
@@ -108,7 +109,7 @@ class JsonlStore:
         self.records.update(other.records)
 
     def _write_settings(self) -> None:
-        _atomic_write(self.settings_path, json.dumps(self.settings, indent=1, sort_keys=True) + "\n")
+        write_text(self.settings_path, json.dumps(self.settings, indent=1, sort_keys=True) + "\n")
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -136,21 +137,12 @@ class JsonlStore:
 
     def rewrite(self, records: Iterable[dict], settings: dict[str, dict] | None = None) -> None:
         """Replace the file atomically (merging shards, re-judging); `settings` replace the saved ones."""
-        _atomic_write(self.path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
+        write_text(self.path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
         self.records = {}
         self._load()
         if settings is not None:
             self.settings = json.loads(json.dumps(settings))
             self._write_settings()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _short(value, limit: int = 60) -> str:

@@ -96,3 +96,115 @@ def format_table(rows: list[dict]) -> str:
             f"{row['accuracy']:>8.3f}  [{row['ci_low']:.3f}, {row['ci_high']:.3f}]  {row['junk_rate']:>6.3f} {extra}"
         )
     return "\n".join(lines)
+
+
+def baseline_verdicts(records: Iterable[dict]) -> dict[tuple[str, str], list[dict | None]]:
+    """Per (protocol, strip): the verdict on each unsteered answer (one per segment for dynamic narration).
+
+    Unsteered answers are judged when they are generated (records since 0.2). For older runs, a
+    steered answer of the same strip with exactly the same text (the same segment, for dynamic
+    narration) was, and its verdict is the unsteered answer's; None where none repeated it.
+    """
+    records = list(records)
+    verdicts: dict[tuple[str, str], list[dict | None]] = {}
+    steered: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for record in records:
+        if record["condition"] != "baseline" and record.get("text") is not None:
+            steered[(record["protocol"], record["strip"])].append(record)
+    for record in records:
+        if record["condition"] != "baseline":
+            continue
+        key = (record["protocol"], record["strip"])
+        if record.get("verdicts") is not None or record.get("verdict") is not None:  # judged when generated
+            verdicts[key] = list(record["verdicts"]) if record.get("segments") else [record["verdict"]]
+            continue
+        if record.get("segments"):
+            verdicts[key] = [_segment_verdict(steered[key], i, text) for i, text in enumerate(record["segments"])]
+        else:
+            verdicts[key] = [next((r["verdict"] for r in steered[key] if r["text"] == record["text"]
+                                   and r.get("verdict")), None)]
+    return verdicts
+
+
+def _segment_verdict(candidates: list[dict], index: int, text: str) -> dict | None:
+    for record in candidates:
+        segments = record.get("segments") or []
+        if index < len(segments) and segments[index] == text and index < len(record.get("verdicts", [])):
+            return record["verdicts"][index]
+    return None
+
+
+def _unsteered_hit(verdict: dict, target: int) -> float:
+    from .judges import Verdict
+
+    return float(Verdict.from_dict(verdict).hit(target))
+
+
+def unsteered_rows(records: Iterable[dict], *, seed: int = 0) -> list[dict]:
+    """What the unsteered answers score against the same targets, per protocol (and size class).
+
+    A no-op intervention scores this. Only strips whose unsteered answer could be placed (see
+    :func:`baseline_verdicts`) count: `strips_placed` of `strips`. `panels` (not for dynamic
+    narration) counts which panel (category index for boxes) the unsteered answers describe,
+    with "junk" and "not placed"; `per_panel` (strips) is the accuracy per target panel.
+    """
+    records = list(records)
+    verdicts = baseline_verdicts(records)
+    scores = _unsteered_scores(records, verdicts)
+    rows = []
+    for protocol in sorted({p for p, _ in verdicts}):
+        found = [v for (p, _), v in verdicts.items() if p == protocol]
+        placed = sum(any(v is not None for v in segments) for segments in found)
+        sizes = sorted((size for p, size in scores if p == protocol), key=lambda size: _SIZE_ORDER.get(size, 9))
+        for size in sizes:
+            hits, clusters, targets = zip(*scores[(protocol, size)])
+            row = {"protocol": protocol, "condition": "unsteered", "k": 0}
+            if size is not None:
+                row["size_class"] = size
+            row.update(_acc(list(hits), list(clusters), seed), strips=len(found), strips_placed=placed)
+            if protocol != "dynamic":
+                row["panels"] = described_panels(found)
+            if protocol != "coco":
+                per_panel = defaultdict(list)
+                for hit, target in zip(hits, targets):
+                    per_panel[target].append(hit)
+                row["per_panel"] = {str(t): float(np.mean(v)) for t, v in sorted(per_panel.items())}
+            rows.append(row)
+        if not sizes:
+            rows.append({"protocol": protocol, "condition": "unsteered", "k": 0, "n": 0, "strips": len(found),
+                         "strips_placed": 0})
+    return rows
+
+
+def _unsteered_scores(records: list[dict], verdicts: dict) -> dict[tuple, list[tuple[float, str, int]]]:
+    """Per (protocol, size class): (hit, strip, target) of the unsteered answer for every target steered to."""
+    targets: dict[tuple, tuple] = {}  # one entry per target, however many head sets were steered to it
+    for r in records:
+        if r["condition"] == "baseline" or r.get("untargetable") or r.get("text") is None:
+            continue
+        if r["protocol"] == "dynamic":
+            for i, target in enumerate(r["schedule"]):
+                targets[(r["protocol"], r["strip"], i)] = (target, None, i)
+        else:
+            ident = r["object"]["annotation_id"] if "object" in r else r["target"]
+            targets[(r["protocol"], r["strip"], ident)] = (r["target"], r.get("size_class"), 0)
+    scores: dict[tuple, list] = defaultdict(list)
+    for (protocol, strip, _), (target, size, index) in sorted(targets.items(), key=lambda kv: str(kv[0])):
+        found = verdicts.get((protocol, strip), [])
+        verdict = found[index] if index < len(found) else None
+        if verdict is None:
+            continue
+        for key in [(protocol, size)] + ([(protocol, "all")] if size is not None else []):
+            scores[key].append((_unsteered_hit(verdict, target), strip, target))
+    return scores
+
+
+def described_panels(found: list[list[dict | None]]) -> dict[str, int]:
+    """How many unsteered answers the judge placed on each panel (category), were junk, or were not placed."""
+    counts: dict[str, int] = defaultdict(int)
+    for verdict in (segments[0] for segments in found if segments):
+        if verdict is None or (verdict.get("choice") is None and not verdict.get("junk")):
+            counts["not placed"] += 1
+        else:
+            counts["junk" if verdict.get("junk") else str(verdict["choice"])] += 1
+    return dict(sorted(counts.items()))

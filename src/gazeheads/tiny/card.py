@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.protocols import protocol
+from ..files import write_text
 from ..presence import ranking_presence
 from ..ranking import Ranking
 from . import model_path
@@ -69,7 +70,7 @@ def steering_section(run_dir: Path) -> str:
         f"`gazeheads run` on this model (held-out strips and scenes; ground-truth judge; greedy decoding; "
         f"bias B = 10000, mode boost_suppress, prefill and decode). 95% bootstrap intervals (whole strips, or scenes, resampled) in brackets.",
         "",
-        f"* **Discovery** (DESIGN.md section 2) on {settings['discover_strips']} strips (seeds 300000..): "
+        f"* **Discovery** (docs/method.md) on {settings['discover_strips']} strips (seeds 300000..): "
         f"top-10 heads by gaze score: {top}; median score {float(np.median(ranking.scores)):.3f}.",
         f"* **Presence test** (`gazeheads presence`: mean score of the top {presence.k} heads against "
         f"{presence.n_permutations} permutations of the queried panels within each strip): observed "
@@ -161,8 +162,8 @@ def update_card(run_dir: Path, model_dir: Path, topk_dir: Path | None = None) ->
     text = _replace_section(card.read_text(), SECTION, steering_section(run_dir))
     if topk_dir is not None:
         text = _replace_section(text, TOPK_SECTION, topk_section(topk_dir))
-    card.write_text(text)
-    (model_dir / "README.md").write_text(text)
+    write_text(card, text)
+    write_text(model_dir / "README.md", text)
     return card
 
 

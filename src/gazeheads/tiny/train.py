@@ -530,8 +530,8 @@ def save(model, processor, out: Path, info: dict, metrics: dict) -> None:
     (out / "README.md").write_text(card)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output folder (a Hugging Face model folder)")
     parser.add_argument("--recipe", default="emergent", help=f"one of {', '.join(RECIPES)} (default emergent)")
     parser.add_argument("--seed", type=int, default=0)
