@@ -53,6 +53,14 @@ def _ratio(a: dict | None, b: dict | None) -> str:
     return f"{a['accuracy'] / b['accuracy']:.2f}x"
 
 
+def _steering(settings: dict) -> str:
+    """How each protocol steered, from the run's settings (runs before 0.2 did not record it)."""
+    used = settings.get("steering")
+    if not used:
+        return "B = 10000, boost_suppress, prefill and decode"
+    return "; ".join(f"{protocol} {text}" for protocol, text in used.items())
+
+
 def steering_section(run_dir: Path) -> str:
     """The card section for the run in `run_dir` (summary.json and ranking.json)."""
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -67,8 +75,9 @@ def steering_section(run_dir: Path) -> str:
     lines = [
         SECTION,
         "",
-        f"`gazeheads run` on this model (held-out strips and scenes; ground-truth judge; greedy decoding; "
-        f"bias B = 10000, mode boost_suppress, prefill and decode). 95% bootstrap intervals (whole strips, or scenes, resampled) in brackets.",
+        "`gazeheads run` on this model (held-out strips and scenes; ground-truth judge; greedy decoding; "
+        f"steering: {_steering(settings)}). 95% bootstrap intervals (whole strips, or scenes, resampled) in "
+        "brackets.",
         "",
         f"* **Discovery** (docs/method.md) on {settings['discover_strips']} strips (seeds 300000..): "
         f"top-10 heads by gaze score: {top}; median score {float(np.median(ranking.scores)):.3f}.",

@@ -34,11 +34,15 @@ import torch
 from PIL import Image
 
 from .. import prompts, synth
+from ..files import write_text
 from . import build, vocab
 from .tasks import FOLLOW_PROB, TASK_NAMES, Example, draw_task, narrate_answer, sample_example
 
 EVAL_STRIP_SEEDS = range(100_000, 100_200)  # held out: integer seeds are never training strips
 EVAL_SCENE_SEEDS = range(200_000, 200_200)
+ANSWER_TOKENS = 4  # a caption ("<colour> <shape>") and the end token fit in 4 new tokens
+SEGMENT_TOKENS = 3  # one narration segment: colour, shape, separator
+CONTROL_PERCENTILE = 50  # 48 heads: random controls come from the lower half of the scores
 MODEL_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw")
 
 
@@ -514,10 +518,12 @@ def save(model, processor, out: Path, info: dict, metrics: dict) -> None:
         "scene_size": synth.SCENE_SIZE,
         "narrate_prompt": vocab.NARRATE_PROMPT,
         "caption_separator": vocab.CAPTION_SEPARATOR,
+        "answer_tokens": ANSWER_TOKENS,
+        "segment_tokens": SEGMENT_TOKENS,
+        "control_percentile": CONTROL_PERCENTILE,
+        "synthetic": True,
     }
-    (out / "gazeheads.json").write_text(
-        json.dumps({"layout": layout, "training": info, "evaluation": metrics}, indent=1) + "\n"
-    )
+    write_text(out / "gazeheads.json", json.dumps({"layout": layout, "training": info, "evaluation": metrics}, indent=1) + "\n")
     if info["recipe"] == "reinforced":
         from .reinforced import reinforced_card
 
@@ -526,8 +532,8 @@ def save(model, processor, out: Path, info: dict, metrics: dict) -> None:
         from .cards import emergent_card
 
         card = emergent_card(info, metrics)
-    (out / "MODEL_CARD.md").write_text(card)
-    (out / "README.md").write_text(card)
+    write_text(out / "MODEL_CARD.md", card)
+    write_text(out / "README.md", card)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
