@@ -16,4 +16,4 @@ def register(sub) -> None:
 def run(argv: list[str]) -> int:
     from ..tiny.train import main as train_main
 
-    return train_main(argv)
+    return train_main(argv, prog="gazeheads train-tiny")

@@ -1,7 +1,9 @@
-"""Write the steering results of a `gazeheads run` into the tiny model's card.
+"""Write the steering results of a `gazeheads run` (and a top-K sweep) into a tiny model's card.
 
     gazeheads run --name card                      # on the freshly trained, bundled model
     python -m gazeheads.tiny.card runs/card        # adds/replaces the card's steering section
+    gazeheads eval topk --ranking runs/card/ranking.json --ks 1,2,4,... --out runs/card-topk ...
+    python -m gazeheads.tiny.card runs/card --topk runs/card-topk   # and the top-K curve section
 
 The card written by `gazeheads.tiny.train` holds the recipe and the unsteered accuracies; this
 adds gaze heads, steering and box-steering figures measured by the project's own tools, so
@@ -15,11 +17,16 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from ..evaluation.protocols import protocol
 from ..files import write_text
+from ..presence import ranking_presence
 from ..ranking import Ranking
 from . import model_path
 
 SECTION = "## Gaze heads and steering, measured by `gazeheads run`"
+TOPK_SECTION = "## Top-K curve, measured by `gazeheads eval topk`"
 PROTOCOL_NAMES = {
     "narration": "ambiguous question (`prompts.NARRATION_QUESTION`)",
     "vqa": "VQA question (`prompts.VQA_QUESTION`)",
@@ -46,6 +53,14 @@ def _ratio(a: dict | None, b: dict | None) -> str:
     return f"{a['accuracy'] / b['accuracy']:.2f}x"
 
 
+def _steering(settings: dict) -> str:
+    """How each protocol steered, from the run's settings (runs before 0.2 did not record it)."""
+    used = settings.get("steering")
+    if not used:
+        return "B = 10000, boost_suppress, prefill and decode"
+    return "; ".join(f"{protocol} {text}" for protocol, text in used.items())
+
+
 def steering_section(run_dir: Path) -> str:
     """The card section for the run in `run_dir` (summary.json and ranking.json)."""
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -56,14 +71,21 @@ def steering_section(run_dir: Path) -> str:
     top = ", ".join(f"L{layer}H{head} {score:.2f}" for layer, head, score in ranking.ordered()[:10])
     gaze = [list(h) for h in ranking.top(k)]
     control = [list(h) for h in ranking.random_control(k, seed=settings.get("seed", 0), percentile=percentile)]
+    presence = ranking_presence(ranking, k)
     lines = [
         SECTION,
         "",
-        f"`gazeheads run` on this model (held-out strips and scenes; ground-truth judge; greedy decoding; "
-        f"bias B = 10000, mode boost_suppress, prefill and decode). 95% bootstrap intervals (whole strips, or scenes, resampled) in brackets.",
+        "`gazeheads run` on this model (held-out strips and scenes; ground-truth judge; greedy decoding; "
+        f"steering: {_steering(settings)}). 95% bootstrap intervals (whole strips, or scenes, resampled) in "
+        "brackets.",
         "",
         f"* **Discovery** (docs/method.md) on {settings['discover_strips']} strips (seeds 300000..): "
-        f"top-10 heads by gaze score: {top}.",
+        f"top-10 heads by gaze score: {top}; median score {float(np.median(ranking.scores)):.3f}.",
+        f"* **Presence test** (`gazeheads presence`: mean score of the top {presence.k} heads against "
+        f"{presence.n_permutations} permutations of the queried panels within each strip): observed "
+        f"{presence.observed:.3f}, null {presence.null_mean:.3f} +- {presence.null_std:.3f}, effect size "
+        f"{presence.effect_size:.1f} null SDs, p = {presence.p_value:.4f}: gaze heads "
+        f"{'present' if presence.present else 'not shown'} at alpha {presence.alpha:g}.",
         f"* Steered: top-{k} gaze heads {gaze} ({100 * k / ranking.shape.total:.1f}% of {ranking.shape.total}); "
         f"control: {k} random heads at or below the {percentile:g}th score percentile {control} (seed "
         f"{settings.get('seed', 0)}).",
@@ -105,17 +127,50 @@ def steering_section(run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_card(run_dir: Path, model_dir: Path) -> Path:
-    """Replace (or append) the steering section of MODEL_CARD.md and README.md in `model_dir`."""
-    section = steering_section(run_dir)
+def topk_section(topk_dir: Path) -> str:
+    """The card section for an `eval topk` run: accuracy at every K, gaze and random heads side by side."""
+    summary = json.loads((topk_dir / "summary.json").read_text())
+    settings, rows = summary["settings"], summary["results"]
+    ranking = Ranking.load(settings["ranking"])
+    total = ranking.shape.total
+    name = settings.get("topk_protocol", "narration")
+    question = settings.get("question") or protocol(name).question
+    ks = sorted({row["k"] for row in rows if row["protocol"] == "topk"})
+    n_strips = max((row.get("n_clusters", 0) for row in rows if row["protocol"] == "topk"), default=0)
+    lines = [
+        TOPK_SECTION,
+        "",
+        f"Protocol `{name}` (question: {question!r}), {n_strips} held-out strips x 6 "
+        f"targets, {settings.get('max_new_tokens') or 'default'} new tokens; at each K the top-K gaze heads and K random "
+        f"heads at or below the {settings.get('control_percentile', 5):g}th score percentile (seed {settings.get('seed', 0)}); "
+        "95% bootstrap intervals over strips; junk = the answer names no panel.",
+        "",
+        "| K | % of heads | top-K gaze | junk | K random | junk |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for k in ks:
+        cells = []
+        for condition in ("gaze", "random"):
+            row = next((r for r in rows if r["protocol"] == "topk" and r["condition"] == condition and r["k"] == k), None)
+            cells += [_pct(row), "-" if row is None else f"{100 * row['junk_rate']:.0f}%"]
+        lines.append(f"| {k} | {100 * k / total:.1f}% | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _replace_section(text: str, title: str, section: str) -> str:
+    if title in text:
+        start = text.index(title)
+        nxt = text.find("\n## ", start + len(title))
+        return text[:start] + section + (text[nxt + 1 :] if nxt >= 0 else "")
+    return text.rstrip("\n") + "\n\n" + section
+
+
+def update_card(run_dir: Path, model_dir: Path, topk_dir: Path | None = None) -> Path:
+    """Replace (or append) the steering sections of MODEL_CARD.md and README.md in `model_dir`."""
     card = model_dir / "MODEL_CARD.md"
-    text = card.read_text()
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[nxt + 1 :] if nxt >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
+    text = _replace_section(card.read_text(), SECTION, steering_section(run_dir))
+    if topk_dir is not None:
+        text = _replace_section(text, TOPK_SECTION, topk_section(topk_dir))
     write_text(card, text)
     write_text(model_dir / "README.md", text)
     return card
@@ -125,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a `gazeheads run` output folder (summary.json, ranking.json)")
     parser.add_argument("--model", type=Path, default=model_path(), help="model folder (default: the bundled one)")
+    parser.add_argument("--topk", type=Path, help="a `gazeheads eval topk` output folder on the same ranking")
     args = parser.parse_args(argv)
-    print(update_card(args.run_dir, args.model))
+    print(update_card(args.run_dir, args.model, args.topk))
     return 0
 
 

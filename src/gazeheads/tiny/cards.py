@@ -1,0 +1,154 @@
+"""The emergent model's card, written at the end of training (`train.save`).
+
+It says what the model is, how its gaze heads came to be (plain task training, then discovery),
+the recipe, the unsteered held-out accuracies and the log of every recipe tried on the way
+(`ATTEMPTS`). The steering figures are added afterwards from a `gazeheads run` and an
+`eval topk` run by `python -m gazeheads.tiny.card` (they are measured, never written by hand).
+"""
+
+from __future__ import annotations
+
+from .. import synth
+from . import vocab
+
+TASK_ROWS = {  # task -> (prompt, answer)
+    "panel": ("`prompts.discovery_question(k, 6)`", "caption of panel k"),
+    "narration": ("`prompts.NARRATION_QUESTION`", "caption of panel 1"),
+    "vqa": ("`prompts.VQA_QUESTION`", "caption of panel 1"),
+    "narration_any": ("`prompts.NARRATION_QUESTION`", "caption of a panel drawn at random"),
+    "vqa_any": ("`prompts.VQA_QUESTION`", "caption of a panel drawn at random"),
+    "narrate": (f'`"{vocab.NARRATE_PROMPT}"`', 'every caption in order, `" . "` after each'),
+    "narrate_any": (f'`"{vocab.NARRATE_PROMPT}"`', "every caption once, in a random order"),
+    "scene": ("`prompts.SCENE_QUESTION`", "caption of the largest object"),
+    "scene_any": ("`prompts.SCENE_QUESTION`", "caption of an object drawn at random"),
+}
+
+# Every recipe tried for this model, in order: what changed, how long it trained, what it measured.
+# Figures: held-out strips (seeds 100000..), heads ranked by discovery on 40 strips (seeds 300000..),
+# K gaze heads vs K random heads at or below the 50th score percentile, ambiguous question, B = 10000.
+ATTEMPTS: list[dict] = []
+
+
+def _attempts_table() -> list[str]:
+    if not ATTEMPTS:
+        return []
+    lines = [
+        "## Attempts",
+        "",
+        "Every recipe tried on the way to this one, all with the language-modelling loss on answers only "
+        "(no objective on heads or attention in any of them). Steering figures: held-out strips, heads "
+        "ranked by discovery, ambiguous question, K gaze heads / K random heads from below the 50th score "
+        "percentile; `caption` = the answer is the target panel's caption, `colour` = its first word is the "
+        "target's colour.",
+        "",
+        "| # | recipe (change from the one before) | examples seen | train min | result |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for i, a in enumerate(ATTEMPTS, start=1):
+        lines.append(f"| {i} | {a['recipe']} | {a['examples']} | {a['minutes']} | {a['result']} |")
+    return lines + [""]
+
+
+def pct(metrics: dict, task: str, key: str = "accuracy") -> str:
+    """'97.7% (1200 questions)' for one evaluated task, or 'not measured'."""
+    if task not in metrics or key not in metrics[task]:
+        return "not measured"
+    m = metrics[task]
+    return f"{100 * m[key]:.1f}% ({m['n']} questions)"
+
+
+def emergent_card(info: dict, metrics: dict) -> str:
+    """The model card of a model trained by the emergent recipe."""
+    s = info["sizes"]
+    heads = s["text_layers"] * s["text_heads"]
+    tasks = info["tasks"]
+    task_lines = [f"| {t} | {TASK_ROWS[t][0]} | {TASK_ROWS[t][1]} | {w} |" for t, w in tasks.items()]
+    held = metrics.get("held_out", {})
+    lines = [
+        "# tiny-qwen3vl-emergent: a Qwen3-VL whose gaze heads emerged from task training",
+        "",
+        f"A {info['parameters'] / 1e6:.2f}M-parameter model of the Qwen3-VL architecture",
+        "(`Qwen3VLForConditionalGeneration`), trained from scratch on the CPU by",
+        "`python -m gazeheads.tiny.train` (recipe `emergent`) on synthetic comic strips and scenes made by",
+        "`gazeheads.synth`. It knows nothing beyond its synthetic world. Load it like any Hugging Face model:",
+        "",
+        "```python",
+        "from transformers import AutoProcessor, Qwen3VLForConditionalGeneration",
+        "processor = AutoProcessor.from_pretrained(path)",
+        'model = Qwen3VLForConditionalGeneration.from_pretrained(path)  # attn_implementation="sdpa" or "eager"',
+        "```",
+        "",
+        "## How its gaze heads came to be",
+        "",
+        "Only by ordinary task training. The one loss is cross-entropy on the answer tokens of the tasks",
+        "below (averaged per example); no loss, example or schedule refers to attention, to heads or to",
+        "steering, and no head was chosen during training. The gaze heads reported below were found",
+        "afterwards by discovery (`gazeheads discover` / `gazeheads run`, DESIGN.md section 2) on held-out",
+        "strips, exactly as on any other model. This is the difference from the first bundled model",
+        "(`tiny-qwen3vl`, recipe `reinforced`), whose top-4 heads were chosen mid-training and then trained",
+        "with a steering objective and an attention loss.",
+        "",
+        "## Data",
+        "",
+        "* Strips: 6 panels of 64 x 64 px stitched with `stitch(panels, height=64, gap=0)` into a",
+        "  384 x 64 image (2 x 12 image tokens; panel k owns token columns 2k-2 and 2k-1). Each panel",
+        f"  shows one object: colour (8: {', '.join(synth.COLOURS)}) x shape (6: {', '.join(synth.SHAPES)}),",
+        "  on one of 5 light backgrounds, with jittered size and position. Colours are distinct within a",
+        '  strip. Caption: `"<colour> <shape>"`, e.g. `red circle`.',
+        "* Scenes: 192 x 192 px (6 x 6 tokens), 3-4 objects of distinct shapes and colours on a loose",
+        "  3 x 3 grid, the largest over a 2 x 2 block of cells; COCO-style boxes from `write_synthetic_scenes`.",
+        "* Training draws from `synth.training_rng(seed)`; every evaluation uses integer-seeded strips and",
+        "  scenes (`synth.make_strip(seed)`, `synth.make_scene(seed)`), never seen in training.",
+        "* `gazeheads.json` records this layout (strip height 64, gap 0) and the narration prompt.",
+        "",
+        "## Tasks (one per example, drawn by weight)",
+        "",
+        "| task | prompt | answer | weight |",
+        "| --- | --- | --- | --- |",
+        *task_lines,
+        "",
+        f"**Follow** ({info['follow_prob']:.0%} of the examples of the tasks without `_any`): the first word of a",
+        "caption is replaced by another panel's (object's) colour, fed to the model as input and left out of",
+        "the loss; the answer goes on with the caption of the thing named (in a narration: and on from",
+        "there). A data augmentation of the answers, like teacher forcing from a corrupted prefix.",
+        "",
+        "## Architecture",
+        "",
+        f"* Language model: {s['text_layers']} layers x {s['text_heads']} query heads ({heads} heads; "
+        f"{s['text_kv_heads']} KV heads a layer), head_dim {s['head_dim']}, hidden {s['text_hidden']}, "
+        f"MLP {s['text_intermediate']}; rope theta {s['rope_theta']}, interleaved M-RoPE sections {s['mrope_section']}.",
+        f"* Vision tower: depth {s['vision_depth']}, hidden {s['vision_hidden']}, {s['vision_heads']} heads, patch 16,",
+        "  temporal patch 2, spatial merge 2 (32 x 32 px per language-model token), DeepStack from",
+        f"  vision layers {s['deepstack']}.",
+        f"* Word-level tokenizer (`tokenizer.json`, {len(vocab.vocabulary())} tokens) with the Qwen-VL special tokens and a",
+        "  Qwen-style chat template. Weights stored in float32.",
+        "",
+        "## Recipe",
+        "",
+        f"`{info['command']}`",
+        "",
+        f"AdamW (lr {info['lr']}, betas 0.9/0.98, weight decay {info['weight_decay']}), {info['warmup']} warm-up steps,",
+        f"cosine decay to 5%, gradient clipping 1.0, batch {info['batch']}. Trained {info['steps']} steps "
+        f"({info['steps'] * info['batch']:,} examples) in {info['train_minutes']} min on {info['threads']} CPU threads",
+        f"(torch {info['torch']}); final smoothed loss {info['final_smoothed_loss']}. Deterministic for a given seed and",
+        "thread count.",
+        "",
+        "## Unsteered answers (held-out, greedy decoding)",
+        "",
+        f"Strip seeds {held.get('strip_seeds', '-')}, scene seeds {held.get('scene_seeds', '-')}.",
+        "",
+        "| question | answer | share |",
+        "| --- | --- | --- |",
+        f"| per-panel discovery question | caption of panel k | {pct(metrics, 'panel')} |",
+        f"| ambiguous question | caption of panel 1 | {pct(metrics, 'narration')} |",
+        f"| ambiguous question | caption of some panel | {pct(metrics, 'narration', 'names_one')} |",
+        f"| VQA question | caption of panel 1 | {pct(metrics, 'vqa')} |",
+        f"| VQA question | caption of some panel | {pct(metrics, 'vqa', 'names_one')} |",
+        f"| narration prompt | every caption in order | {pct(metrics, 'narrate')} |",
+        f"| narration prompt | every caption once, any order | {pct(metrics, 'narrate', 'names_one')} |",
+        f"| scene question | caption of the largest object | {pct(metrics, 'scene')} |",
+        f"| scene question | caption of some object | {pct(metrics, 'scene', 'names_one')} |",
+        "",
+        *_attempts_table(),
+    ]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,138 @@
+"""The tiny model's training tasks: one synthetic image, one question, the answer to learn.
+
+Every task is a question the model must answer in words about a synthetic strip or scene
+(`gazeheads.synth`); training learns the answers with a language-modelling loss and nothing
+else (the reinforced recipe adds steered examples, see `steered`). Captions are
+``"<colour> <shape>"``, so the first answer word already depends on the panel or object the
+answer is about.
+
+    panel          the discovery prompt for panel k               -> caption of panel k
+    narration      "What is happening in this panel ...?"         -> caption of panel 1
+    vqa            "What is the main action or event ...?"        -> caption of panel 1
+    narration_any  "What is happening in this panel ...?"         -> caption of a random panel
+    vqa_any        "What is the main action or event ...?"        -> caption of a random panel
+    narrate        "Narrate this comic strip panel by panel."     -> every caption in order, " . " after each
+    narrate_any    "Narrate this comic strip panel by panel."     -> every caption once, in a random order
+    scene          "What is in this picture?" (a scene)           -> caption of the largest object
+    scene_any      "What is in this picture?" (a scene)           -> caption of a random object
+
+"Follow" (share `follow_prob` of the panel, narration, vqa, narrate and scene examples): the
+first word of a caption is replaced by another panel's (object's) colour, fed to the model as
+input and not learned; the model learns to finish the caption of the thing it has named and,
+in narration, to go on from there. Answers thus follow what the model is describing.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from PIL import Image
+
+from .. import prompts, synth
+from . import vocab
+
+FOLLOW_PROB = 0.2  # default share of examples whose answer continues from a forced, off-target colour
+TASK_NAMES = ("panel", "narration", "vqa", "narration_any", "vqa_any", "narrate", "narrate_any", "scene", "scene_any")
+WORDS_PER_CAPTION = 3  # "<colour> <shape> ." in a narration
+
+
+@dataclass
+class Example:
+    image: Image.Image
+    question: str
+    answer: str
+    task: str
+    forced: tuple[int, ...] = ()  # indices of answer words fed to the model but not learned
+    regions: tuple[tuple[int, int, int, int], ...] = ()  # pixel boxes (x0, y0, x1, y1) of panels/objects
+    steer: tuple[int, ...] = ()  # reinforced recipe, steered examples: target region of each answer segment
+    asked: int | None = None  # per-panel question: index of the panel asked about
+
+
+def narrate_answer(captions: list[str]) -> str:
+    """The panel-by-panel narration: every caption in order, each followed by the separator."""
+    return " ".join(f"{c} {vocab.CAPTION_SEPARATOR}" for c in captions)
+
+
+def _follow_single(rng: random.Random, captions: list[str], intended: int, follow_prob: float) -> tuple[str, tuple[int, ...]]:
+    """Answer `intended`, or (follow_prob) continue from another object's colour, given as input."""
+    if rng.random() >= follow_prob or len(captions) < 2:
+        return captions[intended], ()
+    j = rng.choice([i for i in range(len(captions)) if i != intended])
+    return captions[j], (0,)
+
+
+def _follow_narration(rng: random.Random, captions: list[str], follow_prob: float) -> tuple[str, tuple[int, ...]]:
+    """Narrate in order, or (follow_prob) jump at segment i to a forced panel j and go on from j."""
+    if rng.random() >= follow_prob:
+        return narrate_answer(captions), ()
+    i = rng.randrange(len(captions))
+    j = rng.choice([p for p in range(len(captions)) if p != i])
+    order = list(range(i)) + list(range(j, len(captions)))
+    return narrate_answer([captions[p] for p in order]), (WORDS_PER_CAPTION * i,)
+
+
+def draw_task(rng: random.Random, weights: dict[str, float]) -> str:
+    """A task name drawn by `weights`."""
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def sample_example(rng: random.Random, task: str, *, follow_prob: float = FOLLOW_PROB,
+                   steer_prob: float = 0.0) -> Example:
+    """One training example of `task`, drawn from `rng`.
+
+    `steer_prob` belongs to the reinforced recipe only: with that probability the example is a
+    steered one (random target regions in `Example.steer`, an answer that describes them), which
+    the reinforced recipe trains with the steering bias on its selected heads. The emergent recipe
+    leaves it at 0.
+    """
+    if task not in TASK_NAMES:
+        raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASK_NAMES)}")
+    if task.endswith("_any"):
+        return _any_example(rng, task)
+    steered = rng.random() < steer_prob  # drawn for every task of the first recipe: keeps its data stream
+    if task == "scene":
+        image, objects = synth.make_scene(rng)  # largest first
+        regions = tuple((x, y, x + w, y + h) for x, y, w, h in (o.bbox for o in objects))
+        if steered:
+            t = rng.randrange(len(objects))
+            return Example(image, prompts.SCENE_QUESTION, objects[t].caption, task, (), regions, (t,))
+        answer, forced = _follow_single(rng, [o.caption for o in objects], 0, follow_prob)
+        return Example(image, prompts.SCENE_QUESTION, answer, task, forced, regions)
+    strip = synth.make_strip(rng)
+    caps, regions = strip.captions, tuple(strip.panel_boxes)
+    if task == "narrate":
+        if steered:
+            order = list(range(strip.n_panels))
+            rng.shuffle(order)
+            answer = narrate_answer([caps[p] for p in order])
+            return Example(strip.image, vocab.NARRATE_PROMPT, answer, task, (), regions, tuple(order))
+        answer, forced = _follow_narration(rng, caps, follow_prob)
+        return Example(strip.image, vocab.NARRATE_PROMPT, answer, task, forced, regions)
+    if task == "panel":
+        k = rng.randint(1, strip.n_panels)
+        question = prompts.discovery_question(k, strip.n_panels)
+    else:  # narration, vqa: about panel 1
+        k = 1
+        question = prompts.NARRATION_QUESTION if task == "narration" else prompts.VQA_QUESTION
+    if steered:
+        t = rng.randrange(strip.n_panels)
+        return Example(strip.image, question, caps[t], task, (), regions, (t,))
+    answer, forced = _follow_single(rng, caps, k - 1, follow_prob)
+    return Example(strip.image, question, answer, task, forced, regions, asked=k - 1 if task == "panel" else None)
+
+
+def _any_example(rng: random.Random, task: str) -> Example:
+    """An ambiguous question answered about a random panel (object); a narration in a random order."""
+    if task == "scene_any":
+        image, objects = synth.make_scene(rng)
+        regions = tuple((x, y, x + w, y + h) for x, y, w, h in (o.bbox for o in objects))
+        return Example(image, prompts.SCENE_QUESTION, rng.choice(objects).caption, task, (), regions)
+    strip = synth.make_strip(rng)
+    caps, regions = strip.captions, tuple(strip.panel_boxes)
+    if task == "narrate_any":
+        order = list(range(strip.n_panels))
+        rng.shuffle(order)
+        return Example(strip.image, vocab.NARRATE_PROMPT, narrate_answer([caps[p] for p in order]), task, (), regions)
+    question = prompts.NARRATION_QUESTION if task == "narration_any" else prompts.VQA_QUESTION
+    return Example(strip.image, question, caps[rng.randrange(strip.n_panels)], task, (), regions)

@@ -1,0 +1,215 @@
+"""Training the tiny model: the emergent recipe is plain task training, runs are reproducible."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from gazeheads import synth, prompts
+from gazeheads.tiny import build, reinforced, tasks, train, vocab
+
+TINY_SIZES = '{"text_layers": 2, "vision_depth": 1, "deepstack": [0]}'
+
+
+def _run(out, *extra: str) -> dict:
+    argv = ["--out", str(out), "--steps", "3", "--batch", "4", "--threads", "1", "--eval-strips", "0",
+            "--sizes", TINY_SIZES, *extra]
+    assert train.main(argv) == 0
+    return json.loads((out / "gazeheads.json").read_text())
+
+
+def test_training_inputs_match_the_processor():
+    encoder = train.Encoder(build.build_processor())
+    rng = random.Random(0)
+    encoder.check([tasks.sample_example(rng, task) for task in tasks.TASK_NAMES])
+
+
+def _drawn(monkeypatch) -> list:
+    """Record every strip and scene the task sampler draws: (captions, ...) of the last image."""
+    drawn = []
+    real_strip, real_scene = synth.make_strip, synth.make_scene
+
+    def strip(rng, *a, **kw):
+        s = real_strip(rng, *a, **kw)
+        drawn.append(s.captions)
+        return s
+
+    def scene(rng, *a, **kw):
+        image, objects = real_scene(rng, *a, **kw)
+        drawn.append([o.caption for o in objects])
+        return image, objects
+
+    monkeypatch.setattr(synth, "make_strip", strip)
+    monkeypatch.setattr(synth, "make_scene", scene)
+    return drawn
+
+
+def _said(answer: str) -> list[str]:
+    """The captions of an answer: one, or a narration's, separated by " . "."""
+    return [c.strip() for c in answer.replace(f" {vocab.CAPTION_SEPARATOR}", " |").split("|") if c.strip()]
+
+
+def test_every_task_answers_with_captions_of_its_own_image(monkeypatch):
+    drawn = _drawn(monkeypatch)
+    rng = random.Random(5)
+    for task in tasks.TASK_NAMES:
+        for _ in range(30):
+            ex = tasks.sample_example(rng, task, follow_prob=0.0)
+            captions = drawn[-1]
+            said = _said(ex.answer)
+            assert said and all(c in captions for c in said), (task, ex.answer, captions)
+            if task == "panel":
+                assert said == [captions[ex.asked]]
+            elif task in ("narration", "vqa"):
+                assert said == [captions[0]]
+            elif task == "narrate":
+                assert said == captions
+            elif task == "narrate_any":
+                assert sorted(said) == sorted(captions)  # every panel once
+            elif task == "scene":
+                assert said == [captions[0]]  # objects come largest first
+
+
+def test_any_tasks_spread_their_answers_over_the_panels(monkeypatch):
+    drawn = _drawn(monkeypatch)
+    rng = random.Random(2)
+    for task in ("narration_any", "vqa_any", "scene_any"):
+        places = set()
+        for _ in range(150):
+            ex = tasks.sample_example(rng, task)
+            places.add(drawn[-1].index(ex.answer))
+        if task == "scene_any":
+            assert places >= {0, 1, 2}, places  # scenes hold 3 or 4 objects (rarely 2)
+        else:
+            assert places == set(range(6)), (task, places)
+
+
+def test_follow_examples_feed_another_colour_and_finish_its_caption(monkeypatch):
+    drawn = _drawn(monkeypatch)
+    rng = random.Random(4)
+    for _ in range(60):
+        ex = tasks.sample_example(rng, "panel", follow_prob=1.0)
+        captions = drawn[-1]
+        assert ex.forced == (0,) and ex.answer in captions and ex.answer != captions[ex.asked]
+    ex = tasks.sample_example(rng, "narrate", follow_prob=1.0)
+    (jump,) = ex.forced  # the forced colour starts the segment where the narration jumps
+    said, captions = _said(ex.answer), drawn[-1]
+    i, j = jump // tasks.WORDS_PER_CAPTION, captions.index(_said(ex.answer)[jump // tasks.WORDS_PER_CAPTION])
+    assert said == captions[:i] + captions[j:] and j != i
+
+
+def test_unknown_tasks_and_head_options_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown task"):
+        tasks.sample_example(random.Random(0), "nonsense")
+    with pytest.raises(SystemExit, match="unknown task"):
+        _run(tmp_path / "a", "--tasks", '{"nonsense": 1}')
+    for option in (["--steer-prob", "0.3"], ["--gaze-anchor", "0.1"], ["--steer-heads", "4"]):
+        with pytest.raises(SystemExit, match="recipe reinforced"):
+            _run(tmp_path / "b", *option)
+
+
+def test_emergent_training_is_language_modelling_on_answers_only(tmp_path, monkeypatch):
+    """No hook on any attention module, no steered example, and the loss is the answer cross-entropy."""
+    seen = []
+    real_loss = train.example_loss
+
+    def spy(model, batch):
+        layers = model.model.language_model.layers
+        assert all(not layer.self_attn._forward_pre_hooks and not layer.self_attn._forward_hooks for layer in layers)
+        assert set(batch) == set(train.MODEL_INPUTS) | {"labels"}  # nothing but model inputs and answer labels
+        loss = real_loss(model, batch)
+        seen.append(loss.item())
+        return loss
+
+    monkeypatch.setattr(train, "example_loss", spy)
+    sampled = []
+    real_sample = train.sample_example
+
+    def sample(rng, task, **kw):
+        ex = real_sample(rng, task, **kw)
+        sampled.append(ex)
+        return ex
+
+    monkeypatch.setattr(train, "sample_example", sample)
+    meta = _run(tmp_path)
+    assert len(seen) == 3
+    assert sampled and not any(ex.steer for ex in sampled)
+    info = meta["training"]
+    assert info["recipe"] == "emergent" and info["steer_prob"] == 0 and info["gaze_anchor"] == 0
+    assert info["steer_selections"] == [] and "--steer" not in info["command"] and "anchor" not in info["command"]
+
+
+def test_labels_cover_answer_words_only_and_skip_forced_ones():
+    encoder = train.Encoder(build.build_processor())
+    ex = tasks.Example(synth.make_strip(3).image, prompts.NARRATION_QUESTION, "red circle", "narration", forced=(0,))
+    batch = encoder.batch([ex])
+    labels = batch["labels"][0]
+    learned = labels[labels != -100].tolist()
+    assert learned == encoder.words("circle") + [encoder.im_end]  # the forced colour is input, not target
+
+
+@pytest.mark.parametrize("recipe", ["emergent", "reinforced"])
+def test_training_is_deterministic_and_saves_a_loadable_folder(tmp_path, recipe):
+    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+
+    extra = ["--recipe", recipe] + (["--steer-start", "0"] if recipe == "reinforced" else [])
+    meta = _run(tmp_path / "one", *extra)
+    assert meta["training"]["recipe"] == recipe and meta["layout"]["strip_height"] == synth.STRIP_HEIGHT
+    assert (tmp_path / "one" / "MODEL_CARD.md").is_file()
+    AutoProcessor.from_pretrained(tmp_path / "one")
+    Qwen3VLForConditionalGeneration.from_pretrained(tmp_path / "one")
+    _run(tmp_path / "two", *extra)
+    first = (tmp_path / "one" / "model.safetensors").read_bytes()
+    assert (tmp_path / "two" / "model.safetensors").read_bytes() == first
+    _run(tmp_path / "other-seed", *extra, "--seed", "1")
+    assert (tmp_path / "other-seed" / "model.safetensors").read_bytes() != first
+
+
+def test_steered_training_examples_describe_their_targets():
+    """The reinforced recipe's steered examples: biased image keys only, answers about the targets."""
+    rng = random.Random(1)
+    names = ("panel", "narration", "vqa", "narrate", "scene")
+    examples = [tasks.sample_example(rng, task, steer_prob=1.0) for task in names]
+    encoder = train.Encoder(build.build_processor())
+    batch = reinforced.add_steering_entries(encoder, examples, encoder.batch(examples), anchors=False)
+    for i, ex in enumerate(examples):
+        assert ex.steer and not ex.forced
+        rows = batch["attention_mask"][i].bool()
+        signs = batch["steer_signs"][i][rows]
+        img = batch["input_ids"][i] == encoder.pad_img
+        assert set(signs[:, img].unique().tolist()) == {-1.0, 1.0}
+        assert not signs[:, ~img].any()  # text keys are never biased
+    narrate = examples[names.index("narrate")]
+    assert narrate.answer.split(" . ")[0] == synth.caption(*narrate.answer.split()[:2])
+
+
+def test_gaze_anchor_recomputes_the_attention_discovery_measures():
+    """The reinforced recipe's gaze anchor sees the same last-row attention as eager attention."""
+    from transformers import Qwen3VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = build.build_config({"text_layers": 2, "vision_depth": 1, "deepstack": [0]})
+    config.text_config._attn_implementation = "eager"
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    encoder = train.Encoder(build.build_processor())
+    rng = random.Random(3)
+    examples = [tasks.sample_example(rng, "panel") for _ in range(3)] + [tasks.sample_example(rng, "scene")]
+    batch = reinforced.add_steering_entries(encoder, examples, encoder.batch(examples), anchors=True)
+    rows, last, target = batch["gaze_anchor"]
+    assert rows.tolist() == [0, 1, 2]  # only per-panel questions are anchored
+    for row in range(3):
+        assert target[row].sum() == 4  # a panel is 2 x 2 image tokens
+        assert batch["input_ids"][row, last[row]] == encoder.assistant
+        assert (batch["input_ids"][row][target[row].bool()] == encoder.pad_img).all()
+    trainer = reinforced.SteeringTrainer(model, anchor=True)
+    trainer.select([(1, 0), (1, 5)])
+    trainer.set_batch(batch)
+    with torch.no_grad():
+        out = model(**{k: batch[k] for k in train.MODEL_INPUTS}, output_attentions=True)
+    trainer.close()
+    att = out.attentions[1][rows, :, last]  # (examples, heads, keys)
+    expected = torch.stack([-torch.log((att[:, h] * target).sum(-1) + 1e-6).mean() for h in (0, 5)])
+    assert torch.allclose(torch.stack(trainer.anchor_losses), expected, atol=1e-5)
