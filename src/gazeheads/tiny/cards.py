@@ -83,7 +83,7 @@ def emergent_card(info: dict, metrics: dict) -> str:
         "Only by ordinary task training. The one loss is cross-entropy on the answer tokens of the tasks",
         "below (averaged per example); no loss, example or schedule refers to attention, to heads or to",
         "steering, and no head was chosen during training. The gaze heads reported below were found",
-        "afterwards by discovery (`gazeheads discover` / `gazeheads run`, DESIGN.md section 2) on held-out",
+        "afterwards by discovery (`gazeheads discover` / `gazeheads run`, docs/method.md) on held-out",
         "strips, exactly as on any other model. This is the difference from the first bundled model",
         "(`tiny-qwen3vl`, recipe `reinforced`), whose top-4 heads were chosen mid-training and then trained",
         "with a steering objective and an attention loss.",

@@ -2,7 +2,7 @@
 
 Kept so that `assets/tiny-qwen3vl` can be rebuilt and compared with the emergent model; the
 default recipe (`--recipe emergent`) imports nothing from here. From a share of the steps on,
-the model's current top heads by gaze score (`gaze_scores`, DESIGN.md section 2) are
+the model's current top heads by gaze score (`gaze_scores`, docs/method.md) are
 
 * trained to be causally sufficient (`SteeringTrainer`): in steered examples they get the
   steering bias towards random target regions and the answer describes the targets, an
@@ -64,7 +64,7 @@ def add_steering_entries(encoder, examples: list[Example], batch: dict, anchors:
 
 @torch.no_grad()
 def gaze_scores(model, encoder, strips: list) -> np.ndarray:
-    """(layers, heads) gaze scores: DESIGN.md section 2, on `strips`, with eager attention.
+    """(layers, heads) gaze scores: docs/method.md, on `strips`, with eager attention.
 
     For each strip and panel k: the discovery prompt for k, the last prompt token's attention
     summed over each panel's image tokens; averaged over strips; the mean of the diagonal.
@@ -108,7 +108,7 @@ class SteeringTrainer:
 
     An interchange-intervention objective (Geiger et al., 2022, "Inducing causal structure for
     interpretable neural networks"): in steered examples the selected heads get the steering
-    bias of DESIGN.md (+B on the target region's image tokens, -B on the other image tokens, at
+    bias of docs/method.md (+B on the target region's image tokens, -B on the other image tokens, at
     every query row: prefill and answer alike), and the answer is the caption of the target. The
     heads are not chosen by hand: they are the current top heads by gaze score, re-measured during
     training. Holds forward pre-hooks on the text attention modules until `close()`.
@@ -243,7 +243,7 @@ Two augmentations shape how answers follow the model's gaze:
   colour and shape at the last prompt token and, under steering at decode time, repeated colours.
 * **Steering consistency** ({info.get('steer_prob', 0):.0%} of examples once active), an interchange-intervention objective
   (Geiger et al. 2022): the model's own current top-{len(info.get('steer_selections', [{}])[-1].get('heads', [])) if info.get('steer_selections') else 0} heads by gaze score (measured
-  as in DESIGN.md on 12 training-stream strips; selections: {len(info.get('steer_selections', []))}) get the steering bias
+  as in docs/method.md on 12 training-stream strips; selections: {len(info.get('steer_selections', []))}) get the steering bias
   (+10000 on a random target region's image tokens, -10000 on the other image tokens, at every
   query row), and the answer describes the target (per segment for narration, with a random
   panel order; a random object's box for scenes). Head selections:
