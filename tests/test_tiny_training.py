@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -213,3 +214,13 @@ def test_gaze_anchor_recomputes_the_attention_discovery_measures():
     att = out.attentions[1][rows, :, last]  # (examples, heads, keys)
     expected = torch.stack([-torch.log((att[:, h] * target).sum(-1) + 1e-6).mean() for h in (0, 5)])
     assert torch.allclose(torch.stack(trainer.anchor_losses), expected, atol=1e-5)
+
+
+def test_the_emergent_page_lists_every_attempt_as_the_card_does():
+    """docs/emergent.md carries the same attempts table a trained emergent model's card carries."""
+    from gazeheads.tiny.cards import ATTEMPTS, with_attempts
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "emergent.md"
+    text = page.read_text(encoding="utf-8")
+    assert with_attempts(text) == text, "run `python -m gazeheads.tiny.cards docs/emergent.md`"
+    assert all(attempt["result"] in text for attempt in ATTEMPTS)
