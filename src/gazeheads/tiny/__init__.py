@@ -12,4 +12,6 @@ from pathlib import Path
 
 def model_path() -> Path:
     """The folder of the bundled tiny model (a standard Hugging Face model folder)."""
-    return Path(__file__).resolve().parent.parent / "assets" / "tiny-qwen3vl"
+    from ..assets import bundled_model_path
+
+    return bundled_model_path()
