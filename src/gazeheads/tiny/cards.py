@@ -64,6 +64,16 @@ ATTEMPTS: list[dict] = [
                "heads), not yet at K <= 4. `gazeheads run -k 6` (30 strips, 40 scenes): VQA 0.56 / 0.04 (all "
                "heads 0.04); dynamic narration 0.42 (52% junk), Spearman 0.63 +- 0.48 / random -0.14; boxes "
                "0.27 / 0.23 (1.2x). Junk answers mix one panel's colour with another's shape"},
+    {"recipe": "attempt 6 with follow 0.5 instead of 0.2 (half of the answers go on from a forced colour, so the "
+               "shape must come from the panel whose colour was named); alone on 2 threads",
+     "examples": "92,400", "minutes": "26.4",
+     "result": "panel question 97.0%; unsteered ambiguous answers name a panel 91% of the time (never panel 1); "
+               "top gaze scores 0.83, 0.65, 0.65 (layer 3; median 0.066); presence p = 0.001, effect size 30.3; "
+               "ambiguous question, gaze / random: K=1 0.31/0.16, 2 0.48/0.16, 3 0.59/0.16, 4 0.74/0.16, "
+               "6 0.76/0.16, 8 0.73/0.15, 12 0.60/0.16, 16 0.66/0.08, 24 0.54/0.06, junk 11-45%. `gazeheads run "
+               "-k 4` (8.3% of the heads; 30 strips, 40 scenes): ambiguous 0.74 [0.70, 0.79] / 0.16 (all heads "
+               "0.12, 88% junk); VQA 0.81 [0.76, 0.86] / 0.12; dynamic narration 0.33, Spearman 0.22 +- 0.49 / "
+               "random -0.22; boxes 0.26 / 0.24 (1.1x)"},
 ]
 
 
