@@ -74,6 +74,11 @@ ATTEMPTS: list[dict] = [
                "-k 4` (8.3% of the heads; 30 strips, 40 scenes): ambiguous 0.74 [0.70, 0.79] / 0.16 (all heads "
                "0.12, 88% junk); VQA 0.81 [0.76, 0.86] / 0.12; dynamic narration 0.33, Spearman 0.22 +- 0.49 / "
                "random -0.22; boxes 0.26 / 0.24 (1.1x)"},
+    {"recipe": "attempt 7 with follow 0.8; shared with a test run for its first 30 minutes", "examples": "92,400",
+     "minutes": "45.1",
+     "result": "failed to learn the task: with 80% of first words forced, too few examples teach the model to "
+               "choose the colour; panel question 8.7%, no gaze-head set (presence p = 1.0, top score 0.13), "
+               "steering at chance or below at every K"},
 ]
 
 
