@@ -44,10 +44,10 @@ def read_summary(run_dir: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def monitor_report_section(run_dir: str | Path) -> ReportSection:
+def monitor_report_section(run_dir: str | Path, summary: dict | None = None) -> ReportSection:
     """The monitor's section of the HTML report, from the summary and figures in `run_dir`."""
     run_dir = Path(run_dir)
-    s = read_summary(run_dir)
+    s = read_summary(run_dir) if summary is None else summary
     detectors = s["detectors"]
     info = s["calibration"]["info"]
     intro = (f"A monitor that sees only observable attention (its own gaze heads and every head's image "
@@ -112,15 +112,13 @@ def monitor_report_section(run_dir: str | Path) -> ReportSection:
 
 def write_monitor_page(run_dir: str | Path) -> Path:
     """RUN/monitor_report.html: the section as a page of its own (figures embedded)."""
-    run_dir = Path(run_dir)
-    settings = read_summary(run_dir).get("settings", {})
-    meta = [_version(), time.strftime("%Y-%m-%d %H:%M")]
-    page = render_page(title="Steering monitor: measured detection of redirected attention", meta=meta, sections=[monitor_report_section(run_dir)],
-                       details=[("Settings", json.dumps(settings, indent=1, default=str))] if settings else [])
-    return write_text(run_dir / PAGE, page)
-
-
-def _version() -> str:
     from .. import __version__
 
-    return f"gazeheads {__version__}"
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    settings = summary.get("settings", {})
+    meta = [f"gazeheads {__version__}", time.strftime("%Y-%m-%d %H:%M")]
+    page = render_page(title="Steering monitor: measured detection of redirected attention", meta=meta,
+                       sections=[monitor_report_section(run_dir, summary)],
+                       details=[("Settings", json.dumps(settings, indent=1, default=str))] if settings else [])
+    return write_text(run_dir / PAGE, page)
