@@ -49,8 +49,9 @@ def _drawn(monkeypatch) -> list:
 
 
 def _said(answer: str) -> list[str]:
-    """The captions of an answer: one, or a narration's, separated by " . "."""
-    return [c.strip() for c in answer.replace(f" {vocab.CAPTION_SEPARATOR}", " |").split("|") if c.strip()]
+    """The captions of an answer: one, or a narration's, separated by " . " (ordinals dropped)."""
+    segments = [c.split() for c in answer.replace(f" {vocab.CAPTION_SEPARATOR}", " |").split("|") if c.strip()]
+    return [" ".join(s[2:] if s[1:2] == [vocab.PANEL_WORD] else s) for s in segments]
 
 
 def test_every_task_answers_with_captions_of_its_own_image(monkeypatch):
@@ -68,6 +69,10 @@ def test_every_task_answers_with_captions_of_its_own_image(monkeypatch):
                 assert said == [captions[0]]
             elif task == "narrate":
                 assert said == captions
+            elif task == "narrate_counted":
+                assert said == captions
+                assert ex.answer.split(f" {vocab.CAPTION_SEPARATOR}")[0] == f"1st panel {captions[0]}"
+                assert ex.answer.split()[-5:-3] == [prompts.ordinal(len(captions)), "panel"]
             elif task == "narrate_any":
                 assert sorted(said) == sorted(captions)  # every panel once
             elif task == "scene":
@@ -100,6 +105,39 @@ def test_follow_examples_feed_another_colour_and_finish_its_caption(monkeypatch)
     said, captions = _said(ex.answer), drawn[-1]
     i, j = jump // tasks.WORDS_PER_CAPTION, captions.index(_said(ex.answer)[jump // tasks.WORDS_PER_CAPTION])
     assert said == captions[:i] + captions[j:] and j != i
+
+
+def test_counted_narration_jumps_to_a_forced_colour_and_keeps_counting(monkeypatch):
+    drawn = _drawn(monkeypatch)
+    rng = random.Random(8)
+    for _ in range(40):
+        ex = tasks.sample_example(rng, "narrate_counted", follow_prob=1.0)
+        captions, said, words = drawn[-1], _said(ex.answer), ex.answer.split()
+        (forced,) = ex.forced
+        i = forced // tasks.WORDS_PER_COUNTED_CAPTION
+        assert words[forced] == said[i].split()[0]  # the forced word is the colour of segment i
+        assert said[i] in captions and said[i] != captions[i]  # another panel's caption
+        assert said[:i] + said[i + 1:] == captions[:i] + captions[i + 1:]  # the other segments stay in order
+        assert words[::tasks.WORDS_PER_COUNTED_CAPTION] == [prompts.ordinal(k) for k in range(1, 7)]
+
+
+def test_named_scene_feeds_the_colour_of_a_random_object(monkeypatch):
+    drawn = _drawn(monkeypatch)
+    rng = random.Random(6)
+    places = set()
+    for _ in range(120):
+        ex = tasks.sample_example(rng, "scene_named", follow_prob=0.0)  # the colour is always given
+        assert ex.forced == (0,) and ex.question == prompts.SCENE_QUESTION and ex.answer in drawn[-1]
+        places.add(drawn[-1].index(ex.answer))
+    assert places >= {0, 1, 2}  # not only the largest object
+
+
+def test_a_counted_narration_model_records_its_segment_length(tmp_path):
+    meta = _run(tmp_path / "counted", "--tasks", '{"panel": 0.5, "narrate_counted": 0.5}')
+    assert meta["layout"]["segment_tokens"] == tasks.WORDS_PER_COUNTED_CAPTION
+    assert _run(tmp_path / "plain")["layout"]["segment_tokens"] == tasks.WORDS_PER_CAPTION
+    with pytest.raises(SystemExit, match="narrate_counted cannot be mixed"):
+        _run(tmp_path / "both", "--tasks", '{"narrate": 0.5, "narrate_counted": 0.5}')
 
 
 def test_unknown_tasks_and_head_options_are_refused(tmp_path):

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from transformers.cache_utils import DynamicLayer
 
@@ -213,7 +213,7 @@ def discover(
     folder = Path(checkpoint_dir) if checkpoint_dir else None
     per_strip, identities = [], []
     n_panels = None
-    for index, strip in enumerate(tqdm(strips, desc="discovery", unit="strip", disable=not progress)):
+    for index, strip in enumerate(progress_bar(strips, desc="discovery", unit="strip", disable=not progress)):
         if n_panels is None:
             n_panels = strip.n_panels
             if folder:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..data.strips import open_image
 from ..errors import DataError, RegionError
@@ -125,7 +125,7 @@ def evaluate_coco(
         by_image[obj.image_file].append(obj)
     images = sorted(by_image)[shard[0] :: shard[1]]
     label = "coco" if shard[1] == 1 else f"coco (process {shard[0] + 1} of {shard[1]})"
-    for name in tqdm(images, desc=label, unit="image", disable=not progress):
+    for name in progress_bar(images, desc=label, unit="image", disable=not progress):
         image = open_image(Path(images_dir) / name)
         baseline_key = record_key("coco", "baseline", 0, name, "-")
         if baseline_key not in store:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..data.strips import Strip
 from ..errors import DataError, GazeheadsError
@@ -262,13 +262,13 @@ def evaluate_strips(
         return strip
 
     label = settings.protocol if world == 1 else f"{settings.protocol} (process {rank + 1} of {world})"
-    bar = tqdm(total=len(mine) * len(plan), desc=label, unit="strip x condition", disable=not progress)
+    bar = progress_bar(total=len(mine) * len(plan), desc=label, unit="strip x condition", disable=not progress)
     per_batch = settings.strips_per_batch
     for start in range(0, len(mine), per_batch):
         chunk = [load(i) for i in mine[start:start + per_batch]]
         _baselines(gm, chunk, spec, settings, store, save, judge)
         for condition, k, heads in plan:
-            bar.set_postfix_str(f"K={k} {condition}")
+            bar.set_postfix_str(f"K={k} {condition}", refresh=False)
             if spec.segment_tokens:
                 jobs = []
                 for strip in chunk:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from .. import prompts
@@ -180,10 +180,10 @@ def run_generations(gm: GazeModel, ranking: Ranking, view: MonitorView, design: 
             todo = [i for i in items_for(condition, [i for i in items if i.split == split])
                     if record_key(split, condition, i) not in store]
             jobs += [(split, condition, todo[start:start + batch]) for start in range(0, len(todo), batch)]
-    bar = tqdm(total=sum(len(chunk) for _, _, chunk in jobs), desc="monitor eval", unit="generation",
+    bar = progress_bar(total=sum(len(chunk) for _, _, chunk in jobs), desc="monitor eval", unit="generation",
                disable=not progress)
     for split, condition, chunk in jobs:
-        bar.set_postfix_str(f"{split}: {condition.name}"[:60])
+        bar.set_postfix_str(f"{split}: {condition.name}"[:60], refresh=False)
         store.add(generate_batch(gm, ranking, view, shadow, condition, chunk, split, budget, asked[condition.prompt],
                                  seed=seed, control_percentile=control_percentile))
         bar.update(len(chunk))

@@ -20,7 +20,11 @@ TASK_ROWS = {  # task -> (prompt, answer)
     "narrate": (f'`"{vocab.NARRATE_PROMPT}"`', 'every caption in order, `" . "` after each'),
     "narrate_any": (f'`"{vocab.NARRATE_PROMPT}"`', "every caption once, in a random order"),
     "scene": ("`prompts.SCENE_QUESTION`", "caption of the largest object"),
+    "narrate_counted": (f'`"{vocab.NARRATE_PROMPT}"`',
+                        'every caption in order after its ordinal: `"1st panel red circle . 2nd panel ..."`'),
     "scene_any": ("`prompts.SCENE_QUESTION`", "caption of an object drawn at random"),
+    "scene_named": ("`prompts.SCENE_QUESTION`", "caption of an object drawn at random whose colour is given as input: "
+                    "only the shape is learnt"),
 }
 
 # Every recipe tried for this model, in order: what changed, how long it trained, what it measured.
@@ -164,7 +168,8 @@ def emergent_card(info: dict, metrics: dict) -> str:
         "| --- | --- | --- | --- |",
         *task_lines,
         "",
-        f"**Follow** ({info['follow_prob']:.0%} of the examples of the tasks without `_any`): the first word of a",
+        f"**Follow** ({info['follow_prob']:.0%} of the examples of the tasks without `_any`; every `scene_named` "
+        "example): the first word of a",
         "caption is replaced by another panel's (object's) colour, fed to the model as input and left out of",
         "the loss; the answer goes on with the caption of the thing named (in a narration: and on from",
         "there). A data augmentation of the answers, like teacher forcing from a corrupted prefix.",

@@ -13,13 +13,18 @@ answer is about.
     vqa_any        "What is the main action or event ...?"        -> caption of a random panel
     narrate        "Narrate this comic strip panel by panel."     -> every caption in order, " . " after each
     narrate_any    "Narrate this comic strip panel by panel."     -> every caption once, in a random order
+    narrate_counted "Narrate this comic strip panel by panel."    -> "1st panel <caption> . 2nd panel <caption> . ..."
     scene          "What is in this picture?" (a scene)           -> caption of the largest object
     scene_any      "What is in this picture?" (a scene)           -> caption of a random object
+    scene_named    "What is in this picture?" (a scene)           -> caption of a random object whose colour
+                                                                     is given (forced): only the shape is learnt
 
 "Follow" (share `follow_prob` of the panel, narration, vqa, narrate and scene examples): the
 first word of a caption is replaced by another panel's (object's) colour, fed to the model as
 input and not learned; the model learns to finish the caption of the thing it has named and,
-in narration, to go on from there. Answers thus follow what the model is describing.
+in narration, to go on from there. Answers thus follow what the model is describing. In a
+counted narration the ordinals keep counting the segments: after a jump to panel j at segment i,
+segment i + 1 describes panel i + 1 again.
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ from .. import prompts, synth
 from . import vocab
 
 FOLLOW_PROB = 0.2  # default share of examples whose answer continues from a forced, off-target colour
-TASK_NAMES = ("panel", "narration", "vqa", "narration_any", "vqa_any", "narrate", "narrate_any", "scene", "scene_any")
+TASK_NAMES = ("panel", "narration", "vqa", "narration_any", "vqa_any", "narrate", "narrate_any", "narrate_counted",
+              "scene", "scene_any", "scene_named")
 WORDS_PER_CAPTION = 3  # "<colour> <shape> ." in a narration
+WORDS_PER_COUNTED_CAPTION = 5  # "<ordinal> panel <colour> <shape> ." in a counted narration
+COUNTED_COLOUR_WORD = 2  # index of the colour in a counted segment
 
 
 @dataclass
@@ -49,9 +57,20 @@ class Example:
     asked: int | None = None  # per-panel question: index of the panel asked about
 
 
-def narrate_answer(captions: list[str]) -> str:
-    """The panel-by-panel narration: every caption in order, each followed by the separator."""
+def narrate_answer(captions: list[str], counted: bool = False) -> str:
+    """The panel-by-panel narration: every caption in order, each followed by the separator.
+
+    `counted`: each segment starts with its ordinal and the word "panel" ("2nd panel red circle .").
+    """
+    if counted:
+        return " ".join(f"{prompts.ordinal(i)} {vocab.PANEL_WORD} {c} {vocab.CAPTION_SEPARATOR}"
+                        for i, c in enumerate(captions, start=1))
     return " ".join(f"{c} {vocab.CAPTION_SEPARATOR}" for c in captions)
+
+
+def segment_words(counted: bool) -> int:
+    """Words (tokens) of one narration segment."""
+    return WORDS_PER_COUNTED_CAPTION if counted else WORDS_PER_CAPTION
 
 
 def _follow_single(rng: random.Random, captions: list[str], intended: int, follow_prob: float) -> tuple[str, tuple[int, ...]]:
@@ -72,6 +91,16 @@ def _follow_narration(rng: random.Random, captions: list[str], follow_prob: floa
     return narrate_answer([captions[p] for p in order]), (WORDS_PER_CAPTION * i,)
 
 
+def _follow_counted(rng: random.Random, captions: list[str], follow_prob: float) -> tuple[str, tuple[int, ...]]:
+    """Counted narration, or (follow_prob) segment i describes a forced panel j and counting goes on."""
+    if rng.random() >= follow_prob:
+        return narrate_answer(captions, counted=True), ()
+    i = rng.randrange(len(captions))
+    j = rng.choice([p for p in range(len(captions)) if p != i])
+    said = [captions[j] if p == i else c for p, c in enumerate(captions)]
+    return narrate_answer(said, counted=True), (WORDS_PER_COUNTED_CAPTION * i + COUNTED_COLOUR_WORD,)
+
+
 def draw_task(rng: random.Random, weights: dict[str, float]) -> str:
     """A task name drawn by `weights`."""
     return rng.choices(list(weights), weights=list(weights.values()))[0]
@@ -90,6 +119,8 @@ def sample_example(rng: random.Random, task: str, *, follow_prob: float = FOLLOW
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASK_NAMES)}")
     if task.endswith("_any"):
         return _any_example(rng, task)
+    if task in ("narrate_counted", "scene_named"):
+        return _new_example(rng, task, follow_prob)
     steered = rng.random() < steer_prob  # drawn for every task of the first recipe: keeps its data stream
     if task == "scene":
         image, objects = synth.make_scene(rng)  # largest first
@@ -136,3 +167,14 @@ def _any_example(rng: random.Random, task: str) -> Example:
         return Example(strip.image, vocab.NARRATE_PROMPT, narrate_answer([caps[p] for p in order]), task, (), regions)
     question = prompts.NARRATION_QUESTION if task == "narration_any" else prompts.VQA_QUESTION
     return Example(strip.image, question, caps[rng.randrange(strip.n_panels)], task, (), regions)
+
+
+def _new_example(rng: random.Random, task: str, follow_prob: float) -> Example:
+    """The tasks added for the emergent recipe: counted narration and the scene with a named colour."""
+    if task == "scene_named":
+        image, objects = synth.make_scene(rng)
+        regions = tuple((x, y, x + w, y + h) for x, y, w, h in (o.bbox for o in objects))
+        return Example(image, prompts.SCENE_QUESTION, rng.choice(objects).caption, task, (0,), regions)
+    strip = synth.make_strip(rng)
+    answer, forced = _follow_counted(rng, strip.captions, follow_prob)
+    return Example(strip.image, vocab.NARRATE_PROMPT, answer, task, forced, tuple(strip.panel_boxes))

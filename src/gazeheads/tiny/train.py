@@ -36,12 +36,11 @@ from PIL import Image
 from .. import prompts, synth
 from ..files import write_text
 from . import build, vocab
-from .tasks import FOLLOW_PROB, TASK_NAMES, Example, draw_task, narrate_answer, sample_example
+from .tasks import FOLLOW_PROB, TASK_NAMES, Example, draw_task, narrate_answer, sample_example, segment_words
 
 EVAL_STRIP_SEEDS = range(100_000, 100_200)  # held out: integer seeds are never training strips
 EVAL_SCENE_SEEDS = range(200_000, 200_200)
 ANSWER_TOKENS = 4  # a caption ("<colour> <shape>") and the end token fit in 4 new tokens
-SEGMENT_TOKENS = 3  # one narration segment: colour, shape, separator
 CONTROL_PERCENTILE = 50  # 48 heads: random controls come from the lower half of the scores
 MODEL_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw")
 
@@ -205,13 +204,22 @@ def answer(model, processor, images: list[Image.Image], questions: list[str], ma
     return [s.strip() for s in processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)]
 
 
-def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: int = 60) -> dict:
+def counted_narration(tasks: dict[str, float]) -> bool:
+    """Whether a recipe narrates with ordinals ("1st panel red circle ."); refuses both styles at once."""
+    if "narrate_counted" in tasks and ("narrate" in tasks or "narrate_any" in tasks):
+        raise SystemExit("--tasks: narrate_counted cannot be mixed with narrate or narrate_any (one narration "
+                         "style per model: its gazeheads.json records one segment length).")
+    return "narrate_counted" in tasks
+
+
+def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: int = 60,
+             counted: bool = False) -> dict:
     """Held-out unsteered answers (greedy), each scored against what the question's tasks teach.
 
     panel: the asked panel's caption. narration, vqa: panel 1's caption ("first"), and a caption of
     some panel of the strip ("names a panel"). narrate: every caption in order ("in order"), and
-    every caption exactly once in any order ("each panel once"). scene: the largest object's caption,
-    and the caption of some object of the scene.
+    every caption exactly once in any order ("each panel once"); `counted` narrations with their
+    ordinals. scene: the largest object's caption, and the caption of some object of the scene.
     """
     model.eval()
     strips = [synth.make_strip(s) for s in list(EVAL_STRIP_SEEDS)[:n_strips]]
@@ -236,10 +244,12 @@ def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: 
     in_order, once = [], []
     for i in range(0, len(strips), batch):
         chunk = strips[i : i + batch]
-        got = answer(model, processor, [s.image for s in chunk], [vocab.NARRATE_PROMPT] * len(chunk), 24)
+        n_new = 32 if counted else 24  # six segments and the end token
+        got = answer(model, processor, [s.image for s in chunk], [vocab.NARRATE_PROMPT] * len(chunk), n_new)
         for s, g in zip(chunk, got):
-            in_order.append(g == narrate_answer(s.captions))
-            said = [c.strip() for c in g.split(vocab.CAPTION_SEPARATOR) if c.strip()]
+            in_order.append(g == narrate_answer(s.captions, counted))
+            said = [" ".join(c.split()[2:] if counted else c.split())
+                    for c in g.split(vocab.CAPTION_SEPARATOR) if c.strip()]
             once.append(sorted(said) == sorted(s.captions))
     right["narrate"] = in_order
     names["narrate"] = once
@@ -253,14 +263,14 @@ def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: 
     return result
 
 
-def watch_examples(n_strips: int = 20) -> dict[str, list[Example]]:
+def watch_examples(n_strips: int = 20, counted: bool = False) -> dict[str, list[Example]]:
     """Held-out examples whose teacher-forced answers show what the model has learnt so far."""
     strips = [synth.make_strip(s) for s in list(EVAL_STRIP_SEEDS)[-n_strips:]]
     out: dict[str, list[Example]] = {"panel": [], "narrate": [], "scene": []}
     for st in strips:
         for k in range(1, st.n_panels + 1):
             out["panel"].append(Example(st.image, prompts.discovery_question(k, st.n_panels), st.captions[k - 1], "panel"))
-        out["narrate"].append(Example(st.image, vocab.NARRATE_PROMPT, narrate_answer(st.captions), "narrate"))
+        out["narrate"].append(Example(st.image, vocab.NARRATE_PROMPT, narrate_answer(st.captions, counted), "narrate"))
     for seed in list(EVAL_SCENE_SEEDS)[-n_strips:]:
         img, objects = synth.make_scene(seed)
         out["scene"].append(Example(img, prompts.SCENE_QUESTION, synth.scene_answer(objects), "scene"))
@@ -353,6 +363,7 @@ def train(args: argparse.Namespace) -> dict:
     from transformers import Qwen3VLForConditionalGeneration
 
     recipe = resolve_recipe(args)
+    counted = counted_narration(recipe.tasks)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = synth.training_rng(args.seed)
@@ -379,7 +390,7 @@ def train(args: argparse.Namespace) -> dict:
         betas=(0.9, 0.98),
     )
     heads = HeadObjectives(model, encoder, recipe, args.seed) if recipe.steer_prob > 0 else None
-    watch = watch_examples() if args.watch_every else None
+    watch = watch_examples(counted=counted) if args.watch_every else None
     start = time.time()
     log_every = max(1, recipe.steps // 50)
     smooth = None
@@ -421,7 +432,7 @@ def train(args: argparse.Namespace) -> dict:
     print(f"trained {steps_done} steps in {minutes:.1f} min", flush=True)
 
     model.eval()
-    metrics = evaluate(model, processor, args.eval_strips, args.eval_scenes) if args.eval_strips else {}
+    metrics = evaluate(model, processor, args.eval_strips, args.eval_scenes, counted=counted) if args.eval_strips else {}
     print(json.dumps(metrics, indent=1), flush=True)
     info = {
         "recipe": args.recipe,
@@ -519,7 +530,7 @@ def save(model, processor, out: Path, info: dict, metrics: dict) -> None:
         "narrate_prompt": vocab.NARRATE_PROMPT,
         "caption_separator": vocab.CAPTION_SEPARATOR,
         "answer_tokens": ANSWER_TOKENS,
-        "segment_tokens": SEGMENT_TOKENS,
+        "segment_tokens": segment_words(counted_narration(info["tasks"])),
         "control_percentile": CONTROL_PERCENTILE,
         "synthetic": True,
     }

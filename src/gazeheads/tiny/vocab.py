@@ -18,6 +18,7 @@ from .. import prompts, synth
 # The tiny model's narration prompt: answered with every caption in order, " . " between them.
 NARRATE_PROMPT = "Narrate this comic strip panel by panel."
 CAPTION_SEPARATOR = "."
+PANEL_WORD = "panel"  # a counted narration's segments start "<ordinal> panel"
 
 UNK = "<|unk|>"
 SPECIAL_TOKENS = (

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from PIL import Image
-from tqdm.auto import tqdm
+from ...progress import progress_bar
 
 from .base import Judge, JudgeError, JudgeItem, Verdict
 from .cache import BATCHES_FILE, VERDICTS_FILE, BatchLedger, VerdictCache
@@ -324,7 +324,7 @@ class LLMJudge(Judge):
 
     def _wait(self, batch_id: str, resume: str) -> BatchStatus:
         started = time.monotonic()
-        with tqdm(desc=f"{self.name} batch {batch_id}", unit="verdict", disable=not self.progress) as bar:
+        with progress_bar(desc=f"{self.name} batch {batch_id}", unit="verdict", disable=not self.progress) as bar:
             while True:
                 status = self._poll(batch_id)  # the caller turns the client's errors into JudgeErrors
                 bar.total, bar.n = status.total, status.done
