@@ -140,6 +140,23 @@ def test_a_counted_narration_model_records_its_segment_length(tmp_path):
         _run(tmp_path / "both", "--tasks", '{"narrate": 0.5, "narrate_counted": 0.5}')
 
 
+def test_the_panel_curriculum_draws_panel_counts_and_then_six(monkeypatch):
+    recipe = train.Recipe(tasks={"panel": 1.0}, steps=100, panels=(2, 3, 4), panels_until=0.5)
+    rng = random.Random(0)
+    early = {train.strip_panels(rng, recipe, step) for step in range(50)}
+    assert early == {2, 3, 4} and {train.strip_panels(rng, recipe, step) for step in range(50, 100)} == {6}
+    fixed = random.Random(1)
+    assert train.strip_panels(fixed, train.Recipe(tasks={"panel": 1.0}), 0) == 6
+    assert fixed.random() == random.Random(1).random()  # a fixed count draws nothing: old recipes' streams stay
+    drawn = _drawn(monkeypatch)
+    for task in ("panel", "narrate_counted"):
+        ex = tasks.sample_example(random.Random(2), task, n_panels=3)
+        assert len(drawn[-1]) == 3 and ex.image.size == (3 * synth.PANEL_SIZE, synth.STRIP_HEIGHT)
+    assert "three-panel comic strip" in tasks.sample_example(random.Random(2), "panel", n_panels=3).question
+    with pytest.raises(SystemExit, match="panel counts"):
+        train.main(["--out", "unused", "--panels", "2,six"])
+
+
 def test_unknown_tasks_and_head_options_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown task"):
         tasks.sample_example(random.Random(0), "nonsense")

@@ -107,20 +107,20 @@ def draw_task(rng: random.Random, weights: dict[str, float]) -> str:
 
 
 def sample_example(rng: random.Random, task: str, *, follow_prob: float = FOLLOW_PROB,
-                   steer_prob: float = 0.0) -> Example:
+                   steer_prob: float = 0.0, n_panels: int = 6) -> Example:
     """One training example of `task`, drawn from `rng`.
 
     `steer_prob` belongs to the reinforced recipe only: with that probability the example is a
     steered one (random target regions in `Example.steer`, an answer that describes them), which
     the reinforced recipe trains with the steering bias on its selected heads. The emergent recipe
-    leaves it at 0.
+    leaves it at 0. `n_panels`: panels of the strip (its questions name that many).
     """
     if task not in TASK_NAMES:
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASK_NAMES)}")
     if task.endswith("_any"):
-        return _any_example(rng, task)
+        return _any_example(rng, task, n_panels)
     if task in ("narrate_counted", "scene_named"):
-        return _new_example(rng, task, follow_prob)
+        return _new_example(rng, task, follow_prob, n_panels)
     steered = rng.random() < steer_prob  # drawn for every task of the first recipe: keeps its data stream
     if task == "scene":
         image, objects = synth.make_scene(rng)  # largest first
@@ -130,7 +130,7 @@ def sample_example(rng: random.Random, task: str, *, follow_prob: float = FOLLOW
             return Example(image, prompts.SCENE_QUESTION, objects[t].caption, task, (), regions, (t,))
         answer, forced = _follow_single(rng, [o.caption for o in objects], 0, follow_prob)
         return Example(image, prompts.SCENE_QUESTION, answer, task, forced, regions)
-    strip = synth.make_strip(rng)
+    strip = synth.make_strip(rng, n_panels)
     caps, regions = strip.captions, tuple(strip.panel_boxes)
     if task == "narrate":
         if steered:
@@ -153,13 +153,13 @@ def sample_example(rng: random.Random, task: str, *, follow_prob: float = FOLLOW
     return Example(strip.image, question, answer, task, forced, regions, asked=k - 1 if task == "panel" else None)
 
 
-def _any_example(rng: random.Random, task: str) -> Example:
+def _any_example(rng: random.Random, task: str, n_panels: int = 6) -> Example:
     """An ambiguous question answered about a random panel (object); a narration in a random order."""
     if task == "scene_any":
         image, objects = synth.make_scene(rng)
         regions = tuple((x, y, x + w, y + h) for x, y, w, h in (o.bbox for o in objects))
         return Example(image, prompts.SCENE_QUESTION, rng.choice(objects).caption, task, (), regions)
-    strip = synth.make_strip(rng)
+    strip = synth.make_strip(rng, n_panels)
     caps, regions = strip.captions, tuple(strip.panel_boxes)
     if task == "narrate_any":
         order = list(range(strip.n_panels))
@@ -169,12 +169,12 @@ def _any_example(rng: random.Random, task: str) -> Example:
     return Example(strip.image, question, caps[rng.randrange(strip.n_panels)], task, (), regions)
 
 
-def _new_example(rng: random.Random, task: str, follow_prob: float) -> Example:
+def _new_example(rng: random.Random, task: str, follow_prob: float, n_panels: int = 6) -> Example:
     """The tasks added for the emergent recipe: counted narration and the scene with a named colour."""
     if task == "scene_named":
         image, objects = synth.make_scene(rng)
         regions = tuple((x, y, x + w, y + h) for x, y, w, h in (o.bbox for o in objects))
         return Example(image, prompts.SCENE_QUESTION, rng.choice(objects).caption, task, (0,), regions)
-    strip = synth.make_strip(rng)
+    strip = synth.make_strip(rng, n_panels)
     answer, forced = _follow_counted(rng, strip.captions, follow_prob)
     return Example(strip.image, vocab.NARRATE_PROMPT, answer, task, forced, tuple(strip.panel_boxes))

@@ -57,6 +57,8 @@ class Recipe:
     weight_decay: float = 0.05
     follow_prob: float = FOLLOW_PROB
     sizes: dict = field(default_factory=dict)  # overrides of build.DEFAULT_SIZES
+    panels: tuple[int, ...] = (6,)  # panel counts of training strips, drawn per example (a curriculum)
+    panels_until: float = 1.0  # share of the steps that draw from `panels`; later strips have 6 panels
     # reinforced recipe only: objectives on the current top heads by gaze score
     steer_prob: float = 0.0
     steer_heads: int = 4
@@ -356,7 +358,21 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
             raise SystemExit(f"unknown task(s) {sorted(unknown)} in --tasks; tasks: {', '.join(TASK_NAMES)}")
     if "sizes" in given:
         given["sizes"] = {**recipe.sizes, **json.loads(given["sizes"])}
+    if "panels" in given:
+        try:
+            given["panels"] = tuple(int(n) for n in str(given["panels"]).split(","))
+        except ValueError:
+            raise SystemExit(f"--panels {given['panels']!r}: give panel counts separated by commas, e.g. 2,3,4,5,6") from None
+        if not all(2 <= n <= vocab.MAX_PANELS for n in given["panels"]):
+            raise SystemExit(f"--panels {given['panels']}: each count must be 2 to {vocab.MAX_PANELS}.")
     return replace(recipe, **given)
+
+
+def strip_panels(rng: random.Random, recipe: Recipe, step: int) -> int:
+    """Panels of the next training strip: drawn from `recipe.panels` while the curriculum lasts, else 6."""
+    if len(recipe.panels) == 1:
+        return recipe.panels[0]  # draws nothing: the data stream of a fixed panel count is unchanged
+    return rng.choice(recipe.panels) if step < recipe.panels_until * recipe.steps else 6
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -407,7 +423,8 @@ def train(args: argparse.Namespace) -> dict:
             group["lr"] = lr_at(step, recipe.steps, recipe.lr, recipe.warmup)
         steer_prob = heads.steer_prob() if heads is not None else 0.0
         examples = [sample_example(rng, draw_task(rng, recipe.tasks), follow_prob=recipe.follow_prob,
-                                   steer_prob=steer_prob) for _ in range(recipe.batch)]
+                                   steer_prob=steer_prob, n_panels=strip_panels(rng, recipe, step))
+                    for _ in range(recipe.batch)]
         batch = encoder.batch(examples)
         if heads is None:
             loss_t = example_loss(model, batch)
@@ -450,6 +467,8 @@ def train(args: argparse.Namespace) -> dict:
         "command": command_line(args, recipe),
         "tasks": recipe.tasks,
         "follow_prob": recipe.follow_prob,
+        "panels": list(recipe.panels),
+        "panels_until": recipe.panels_until,
         "steer_prob": recipe.steer_prob,
         "gaze_anchor": recipe.gaze_anchor,
         "steer_selections": heads.selections if heads is not None else [],
@@ -468,7 +487,12 @@ def command_line(args: argparse.Namespace, recipe: Recipe) -> str:
         if args.recipe == "emergent" and name in HEAD_OBJECTIVE_OPTIONS:
             continue
         flag = f"--{name.replace('_', '-')}"
-        parts.append(f"{flag} '{json.dumps(value)}'" if isinstance(value, dict) else f"{flag} {value}")
+        if isinstance(value, dict):
+            parts.append(f"{flag} '{json.dumps(value)}'")
+        elif isinstance(value, tuple):
+            parts.append(f"{flag} {','.join(map(str, value))}")
+        else:
+            parts.append(f"{flag} {value}")
     return " ".join(parts)
 
 
@@ -566,6 +590,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     recipe.add_argument("--follow-prob", type=float, help="share of examples that continue from a forced colour")
     recipe.add_argument("--tasks", help="JSON task weights, e.g. '{\"panel\": 0.5, \"narrate\": 0.5}'")
     recipe.add_argument("--sizes", help="JSON overrides of build.DEFAULT_SIZES")
+    recipe.add_argument("--panels", help="panel counts of training strips, e.g. 2,3,4,5,6 (default 6)")
+    recipe.add_argument("--panels-until", type=float, help="share of the steps that use --panels; then 6 panels")
     heads = parser.add_argument_group("reinforced recipe only (objectives on the top gaze heads)")
     heads.add_argument("--steer-prob", type=float, help="share of steered examples")
     heads.add_argument("--steer-heads", type=int, help="top gaze heads steered in training")
