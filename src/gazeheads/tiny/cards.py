@@ -83,6 +83,41 @@ ATTEMPTS: list[dict] = [
      "result": "failed to learn the task: with 80% of first words forced, too few examples teach the model to "
                "choose the colour; panel question 8.7%, no gaze-head set (presence p = 1.0, top score 0.13), "
                "steering at chance or below at every K"},
+    {"recipe": "attempt 7 with the scene question replaced by `scene_named` (the colour of a random object is "
+               "given as input, only its shape is learnt), so that box steering would rely on the panel-reading "
+               "route; one thread, beside attempt 10",
+     "examples": "66,500", "minutes": "31.4 (stopped)",
+     "result": "stopped at step 2,376 of 3,300: the per-panel question's first word stayed at chance on held-out "
+               "strips (12.5-15% at steps 500-2,000; attempt 11, with the scene question, was at 67.5% at step "
+               "2,000); not steered"},
+    {"recipe": "attempt 9 with counted narration (`narrate_counted`: \"1st panel red circle . 2nd panel ...\", so "
+               "that a narration segment names its panel the way the per-panel question does); one thread",
+     "examples": "62,800", "minutes": "31.7 (stopped)",
+     "result": "stopped at step 2,244: per-panel first word at chance (11.7-15% at steps 500-2,000); the "
+               "narration learnt its ordinals, not its panels; not steered"},
+    {"recipe": "attempt 7 with counted narration instead of plain narration (tasks panel 0.6, narrate_counted "
+               "0.15, scene 0.25, follow 0.5); one thread, beside attempts 12 and 13",
+     "examples": "92,400", "minutes": "42.3",
+     "result": "the per-panel question is learnt late (first word 17% at step 1,500, 67.5% at 2,000, 97% at "
+               "2,500); held-out: panel question 99.0%, narration in order 82.0%, scene 62.5%; top gaze scores "
+               "0.44, 0.39 (L5H7, L5H6), 0.36 (L2H1), 0.35 (L5H3): spread over layers 1, 2 and 5; presence "
+               "p = 0.001, effect size 33.4; ambiguous question, gaze / random (20 strips x 6): K=1 0.38/0.18, "
+               "2 0.57/0.13, 3 0.57/0.17, 4 0.72/0.18, 6 0.70/0.02, 8 0.28/0.02, 12 0.20/0.00, 16 0.10/0.00, "
+               "24 0.08/0.01 (junk 68-93% from K=8). `gazeheads run -k 4` (30 strips, 40 scenes): ambiguous 0.68 "
+               "[0.60, 0.76] / 0.18 (all heads 0.05, 95% junk); VQA 0.72 [0.65, 0.79] / 0.16; **dynamic "
+               "narration 0.64 [0.57, 0.71], Spearman 0.93 +- 0.13 / random -0.25 +- 0.60** (the first attempt "
+               "to meet that target); boxes 0.36 [0.29, 0.44] / 0.24 (1.5x; small 0.26 / 0.09, medium 0.44 / 0.34)"},
+    {"recipe": "attempt 11 with `scene` 0.1 and `scene_named` 0.15; one thread", "examples": "46,200",
+     "minutes": "21.4 (stopped)",
+     "result": "stopped at step 1,650: per-panel first word at chance (10.8-15%), the largest object's colour "
+               "20-35%; not steered"},
+    {"recipe": "attempt 11 with a panel-count curriculum (`--panels 2,3,4,5,6 --panels-until 0.4`: strips of 2 "
+               "to 6 panels for the first 40% of the steps); one thread, beside attempt 11 and an evaluation",
+     "examples": "92,400", "minutes": "40.2",
+     "result": "no earlier transition (six-panel first word 19% at step 2,000); held-out at the end: panel "
+               "question 99.6%, narration in order 94.0%, scene 64.5%; the ambiguous question names a panel "
+               "only 40.5% of the time unsteered. Steering: see docs/emergent.md (measured after this entry "
+               "was written, if at all)"},
 ]
 
 
