@@ -19,7 +19,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from .progress import progress_bar
 
 from transformers.cache_utils import DynamicLayer
 
@@ -28,6 +27,7 @@ from .data.strips import Strip
 from .errors import DataError, RegionError
 from .files import atomic_write, write_text
 from .model import Encoded, GazeModel, is_per_token
+from .progress import progress_bar
 from .ranking import Ranking, StripIdentity
 from .regions import Panel
 

@@ -14,11 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..progress import progress_bar
-
 from ..data.strips import open_image
 from ..errors import DataError, RegionError
 from ..model import GazeModel
+from ..progress import progress_bar
 from ..ranking import Ranking
 from ..regions import Box
 from ..steering import steer

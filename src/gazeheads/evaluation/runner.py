@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from ..progress import progress_bar
 
 from ..data.strips import Strip
 from ..errors import DataError, GazeheadsError
 from ..heads import HeadSet
 from ..model import GazeModel
+from ..progress import progress_bar
 from ..ranking import Ranking
 from ..regions import Panel, Schedule
 from ..specs import DEFAULT_CONTROL_PERCENTILE, HeadSpec, SteerSpec

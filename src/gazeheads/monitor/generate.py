@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import torch
-from ..progress import progress_bar
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from .. import prompts
@@ -23,6 +22,7 @@ from ..evaluation.runner import strip_rng
 from ..evaluation.store import JsonlStore
 from ..heads import HeadSet
 from ..model import GazeModel
+from ..progress import progress_bar
 from ..ranking import Ranking
 from ..regions import Box, Panel, Schedule
 from ..specs import HeadSpec

@@ -101,6 +101,12 @@ def _follow_counted(rng: random.Random, captions: list[str], follow_prob: float)
     return narrate_answer(said, counted=True), (WORDS_PER_COUNTED_CAPTION * i + COUNTED_COLOUR_WORD,)
 
 
+def _scene(rng: random.Random) -> tuple[Image.Image, list[synth.SceneObject], tuple[tuple[int, int, int, int], ...]]:
+    """A scene, its objects (largest first) and their pixel boxes (x0, y0, x1, y1)."""
+    image, objects = synth.make_scene(rng)
+    return image, objects, tuple((x, y, x + w, y + h) for x, y, w, h in (o.bbox for o in objects))
+
+
 def draw_task(rng: random.Random, weights: dict[str, float]) -> str:
     """A task name drawn by `weights`."""
     return rng.choices(list(weights), weights=list(weights.values()))[0]
@@ -123,8 +129,7 @@ def sample_example(rng: random.Random, task: str, *, follow_prob: float = FOLLOW
         return _new_example(rng, task, follow_prob, n_panels)
     steered = rng.random() < steer_prob  # drawn for every task of the first recipe: keeps its data stream
     if task == "scene":
-        image, objects = synth.make_scene(rng)  # largest first
-        regions = tuple((x, y, x + w, y + h) for x, y, w, h in (o.bbox for o in objects))
+        image, objects, regions = _scene(rng)
         if steered:
             t = rng.randrange(len(objects))
             return Example(image, prompts.SCENE_QUESTION, objects[t].caption, task, (), regions, (t,))
@@ -156,8 +161,7 @@ def sample_example(rng: random.Random, task: str, *, follow_prob: float = FOLLOW
 def _any_example(rng: random.Random, task: str, n_panels: int = 6) -> Example:
     """An ambiguous question answered about a random panel (object); a narration in a random order."""
     if task == "scene_any":
-        image, objects = synth.make_scene(rng)
-        regions = tuple((x, y, x + w, y + h) for x, y, w, h in (o.bbox for o in objects))
+        image, objects, regions = _scene(rng)
         return Example(image, prompts.SCENE_QUESTION, rng.choice(objects).caption, task, (), regions)
     strip = synth.make_strip(rng, n_panels)
     caps, regions = strip.captions, tuple(strip.panel_boxes)
@@ -172,8 +176,7 @@ def _any_example(rng: random.Random, task: str, n_panels: int = 6) -> Example:
 def _new_example(rng: random.Random, task: str, follow_prob: float, n_panels: int = 6) -> Example:
     """The tasks added for the emergent recipe: counted narration and the scene with a named colour."""
     if task == "scene_named":
-        image, objects = synth.make_scene(rng)
-        regions = tuple((x, y, x + w, y + h) for x, y, w, h in (o.bbox for o in objects))
+        image, objects, regions = _scene(rng)
         return Example(image, prompts.SCENE_QUESTION, rng.choice(objects).caption, task, (0,), regions)
     strip = synth.make_strip(rng, n_panels)
     answer, forced = _follow_counted(rng, strip.captions, follow_prob)

@@ -36,7 +36,8 @@ from PIL import Image
 from .. import prompts, synth
 from ..files import write_text
 from . import build, vocab
-from .tasks import FOLLOW_PROB, TASK_NAMES, Example, draw_task, narrate_answer, sample_example, segment_words
+from .tasks import (COUNTED_COLOUR_WORD, FOLLOW_PROB, TASK_NAMES, Example, draw_task, narrate_answer,
+                    sample_example, segment_words)
 
 EVAL_STRIP_SEEDS = range(100_000, 100_200)  # held out: integer seeds are never training strips
 EVAL_SCENE_SEEDS = range(200_000, 200_200)
@@ -250,7 +251,7 @@ def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: 
         got = answer(model, processor, [s.image for s in chunk], [vocab.NARRATE_PROMPT] * len(chunk), n_new)
         for s, g in zip(chunk, got):
             in_order.append(g == narrate_answer(s.captions, counted))
-            said = [" ".join(c.split()[2:] if counted else c.split())
+            said = [" ".join(c.split()[COUNTED_COLOUR_WORD if counted else 0:])
                     for c in g.split(vocab.CAPTION_SEPARATOR) if c.strip()]
             once.append(sorted(said) == sorted(s.captions))
     right["narrate"] = in_order

@@ -19,8 +19,8 @@ from types import ModuleType
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from PIL import Image
-from ...progress import progress_bar
 
+from ...progress import progress_bar
 from .base import Judge, JudgeError, JudgeItem, Verdict
 from .cache import BATCHES_FILE, VERDICTS_FILE, BatchLedger, VerdictCache
 from .prompt import PROMPT_VERSION, encode_image, judge_prompt, parse_reply
