@@ -75,7 +75,7 @@ def test_every_task_answers_with_captions_of_its_own_image(monkeypatch):
                 assert ex.answer.split()[-5:-3] == [prompts.ordinal(len(captions)), "panel"]
             elif task == "narrate_any":
                 assert sorted(said) == sorted(captions)  # every panel once
-            elif task == "scene":
+            elif task in ("scene", "scene_main"):
                 assert said == [captions[0]]  # objects come largest first
 
 
@@ -130,6 +130,22 @@ def test_named_scene_feeds_the_colour_of_a_random_object(monkeypatch):
         assert ex.forced == (0,) and ex.question == prompts.SCENE_QUESTION and ex.answer in drawn[-1]
         places.add(drawn[-1].index(ex.answer))
     assert places >= {0, 1, 2}  # not only the largest object
+
+
+def test_the_main_object_question_teaches_scenes_without_the_box_steering_prompt(monkeypatch):
+    drawn = _drawn(monkeypatch)
+    rng = random.Random(3)
+    followed = 0
+    for _ in range(80):
+        ex = tasks.sample_example(rng, "scene_main", follow_prob=0.5)
+        assert ex.question == vocab.SCENE_MAIN_QUESTION != prompts.SCENE_QUESTION
+        if ex.forced:  # goes on from another object's colour, fed as input
+            followed += 1
+            assert ex.forced == (0,) and ex.answer in drawn[-1][1:]
+        else:
+            assert ex.answer == drawn[-1][0]  # the largest object
+    assert 20 < followed < 60
+    assert all(w in vocab.vocabulary() for w in vocab.words(vocab.SCENE_MAIN_QUESTION))  # no unknown words
 
 
 def test_a_counted_narration_model_records_its_segment_length(tmp_path):

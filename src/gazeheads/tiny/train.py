@@ -222,7 +222,8 @@ def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: 
     panel: the asked panel's caption. narration, vqa: panel 1's caption ("first"), and a caption of
     some panel of the strip ("names a panel"). narrate: every caption in order ("in order"), and
     every caption exactly once in any order ("each panel once"); `counted` narrations with their
-    ordinals. scene: the largest object's caption, and the caption of some object of the scene.
+    ordinals. scene (`prompts.SCENE_QUESTION`) and scene_main (`vocab.SCENE_MAIN_QUESTION`): the
+    largest object's caption, and the caption of some object of the scene.
     """
     model.eval()
     strips = [synth.make_strip(s) for s in list(EVAL_STRIP_SEEDS)[:n_strips]]
@@ -234,7 +235,9 @@ def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: 
         jobs.append((st.image, prompts.VQA_QUESTION, "vqa", st.captions[0], st.captions))
     for seed in list(EVAL_SCENE_SEEDS)[:n_scenes]:
         img, objects = synth.make_scene(seed)
-        jobs.append((img, prompts.SCENE_QUESTION, "scene", synth.scene_answer(objects), [o.caption for o in objects]))
+        captions = [o.caption for o in objects]
+        jobs.append((img, prompts.SCENE_QUESTION, "scene", synth.scene_answer(objects), captions))
+        jobs.append((img, vocab.SCENE_MAIN_QUESTION, "scene_main", synth.scene_answer(objects), captions))
     right: dict[str, list[bool]] = {}
     names: dict[str, list[bool]] = {}
     for i in range(0, len(jobs), batch):
@@ -269,7 +272,7 @@ def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: 
 def watch_examples(n_strips: int = 20, counted: bool = False) -> dict[str, list[Example]]:
     """Held-out examples whose teacher-forced answers show what the model has learnt so far."""
     strips = [synth.make_strip(s) for s in list(EVAL_STRIP_SEEDS)[-n_strips:]]
-    out: dict[str, list[Example]] = {"panel": [], "narrate": [], "scene": []}
+    out: dict[str, list[Example]] = {"panel": [], "narrate": [], "scene": [], "scene_main": []}
     for st in strips:
         for k in range(1, st.n_panels + 1):
             out["panel"].append(Example(st.image, prompts.discovery_question(k, st.n_panels), st.captions[k - 1], "panel"))
@@ -277,6 +280,7 @@ def watch_examples(n_strips: int = 20, counted: bool = False) -> dict[str, list[
     for seed in list(EVAL_SCENE_SEEDS)[-n_strips:]:
         img, objects = synth.make_scene(seed)
         out["scene"].append(Example(img, prompts.SCENE_QUESTION, synth.scene_answer(objects), "scene"))
+        out["scene_main"].append(Example(img, vocab.SCENE_MAIN_QUESTION, synth.scene_answer(objects), "scene_main"))
     return out
 
 

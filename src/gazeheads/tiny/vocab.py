@@ -19,6 +19,9 @@ from .. import prompts, synth
 NARRATE_PROMPT = "Narrate this comic strip panel by panel."
 CAPTION_SEPARATOR = "."
 PANEL_WORD = "panel"  # a counted narration's segments start "<ordinal> panel"
+# The largest-object scene question in words of its own (task `scene_main`), so that a recipe can
+# teach scenes while leaving `prompts.SCENE_QUESTION` (the box-steering prompt) untrained.
+SCENE_MAIN_QUESTION = "What is the main event in this picture?"
 
 UNK = "<|unk|>"
 SPECIAL_TOKENS = (
@@ -59,7 +62,8 @@ def words(text: str) -> list[str]:
 
 def corpus() -> list[str]:
     """Every text the vocabulary must cover."""
-    texts = [prompts.VQA_QUESTION, prompts.NARRATION_QUESTION, prompts.SCENE_QUESTION, NARRATE_PROMPT]
+    texts = [prompts.VQA_QUESTION, prompts.NARRATION_QUESTION, prompts.SCENE_QUESTION, NARRATE_PROMPT,
+             SCENE_MAIN_QUESTION]
     for n in range(2, MAX_PANELS + 1):
         texts += [prompts.discovery_question(k, n) for k in range(1, n + 1)]
     texts += ["system user assistant", CAPTION_SEPARATOR]
