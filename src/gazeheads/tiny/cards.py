@@ -134,6 +134,14 @@ ATTEMPTS: list[dict] = [
                "question never was (first word 24-27% from step 1,750 to the end): the fourth recipe with the "
                "`scene` task dropped or reduced that misses the transition; held-out: panel question 15%, the "
                "untrained scene question names an object 7%; not steered"},
+    {"recipe": "attempt 11 with follow 0.6 (learning rate 2e-3 as in attempt 11), for the ambiguous question; "
+               "alone on 2 threads (the first 5 minutes beside a short test run)", "examples": "92,400",
+     "minutes": "33.9",
+     "result": "the per-panel transition comes too late: teacher-forced first word 14% at step 2,000, 26% at "
+               "2,750, 37.5% at 3,250 (attempt 11: 67.5% at 2,000); held-out: panel question 36.7%, narration "
+               "in order 4%, scene 30%; not steered. The counted recipe takes 33.9 min for 3,300 steps on 2 "
+               "threads (its narration answers make every batch 70 tokens long instead of 58): over the "
+               "30-minute budget at this length"},
 ]
 
 
