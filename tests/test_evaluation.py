@@ -288,3 +288,28 @@ def test_records_without_saved_settings_cannot_be_resumed(tmp_path):
     with pytest.raises(SettingsMismatch, match="no record of the settings"):
         store.claim("vqa", {"seed": 0})
     store.claim("narration", {"seed": 0})  # a section with no records yet starts its settings
+
+
+def test_no_process_writes_its_shard_before_the_main_process_has_checked_the_folder(tmp_path, monkeypatch):
+    """A second process that starts first must not make the main process refuse its own run."""
+    from gazeheads.evaluation import session
+
+    events = []
+
+    def checked(run_dir, **kw):
+        events.append("checked")
+        return check(run_dir, **kw)
+
+    def barrier():
+        events.append("barrier")
+        if "checked" in events:  # the other process starts as soon as the main one has checked
+            (tmp_path / "generations.rank1-of-2.jsonl").write_text('{"key": "x"}\n')
+
+    check = session.check_store_policy
+    monkeypatch.setattr(session, "check_store_policy", checked)
+    monkeypatch.setattr(session, "wait_for_everyone", barrier)
+    store = session.open_store(tmp_path, session.ProcessInfo(0, 2))
+    assert events == ["checked", "barrier"] and store is not None
+    (tmp_path / "generations.rank0-of-2.jsonl").write_text('{"key": "y"}\n')
+    with pytest.raises(gh.GazeheadsError, match="already holds generations"):  # a later run is still refused
+        session.open_store(tmp_path, session.ProcessInfo(0, 2))

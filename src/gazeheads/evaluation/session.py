@@ -92,8 +92,9 @@ def open_store(run_dir: Path, process: ProcessInfo, *, resume: bool = False, res
     With `restart`, the records are deleted first. With neither, a folder that holds records
     is refused: nothing a user made is deleted unless they ask.
     """
-    if process.is_main:  # other processes were checked by the main one before any of them started
+    if process.is_main:  # the main process checks the folder for every process ...
         check_store_policy(run_dir, resume=resume, restart=restart)
+    wait_for_everyone()  # ... before any of them opens (and writes) its shard
     run_dir.mkdir(parents=True, exist_ok=True)
     merged = run_dir / "generations.jsonl"
     path = merged if process.count == 1 else run_dir / f"generations.rank{process.index}-of-{process.count}.jsonl"
