@@ -110,6 +110,14 @@ def _scene(rng: random.Random) -> tuple[Image.Image, list[synth.SceneObject], tu
     return image, objects, tuple((x, y, x + w, y + h) for x, y, w, h in (o.bbox for o in objects))
 
 
+def _largest_object(rng: random.Random, image: Image.Image, objects: list[synth.SceneObject],
+                    regions: tuple[tuple[int, int, int, int], ...], question: str, task: str,
+                    follow_prob: float) -> Example:
+    """`question` answered with the largest object's caption, or (follow_prob) from another object's colour."""
+    answer, forced = _follow_single(rng, [o.caption for o in objects], 0, follow_prob)
+    return Example(image, question, answer, task, forced, regions)
+
+
 def draw_task(rng: random.Random, weights: dict[str, float]) -> str:
     """A task name drawn by `weights`."""
     return rng.choices(list(weights), weights=list(weights.values()))[0]
@@ -136,8 +144,7 @@ def sample_example(rng: random.Random, task: str, *, follow_prob: float = FOLLOW
         if steered:
             t = rng.randrange(len(objects))
             return Example(image, prompts.SCENE_QUESTION, objects[t].caption, task, (), regions, (t,))
-        answer, forced = _follow_single(rng, [o.caption for o in objects], 0, follow_prob)
-        return Example(image, prompts.SCENE_QUESTION, answer, task, forced, regions)
+        return _largest_object(rng, image, objects, regions, prompts.SCENE_QUESTION, task, follow_prob)
     strip = synth.make_strip(rng, n_panels)
     caps, regions = strip.captions, tuple(strip.panel_boxes)
     if task == "narrate":
@@ -182,9 +189,7 @@ def _new_example(rng: random.Random, task: str, follow_prob: float, n_panels: in
         image, objects, regions = _scene(rng)
         return Example(image, prompts.SCENE_QUESTION, rng.choice(objects).caption, task, (0,), regions)
     if task == "scene_main":
-        image, objects, regions = _scene(rng)
-        answer, forced = _follow_single(rng, [o.caption for o in objects], 0, follow_prob)
-        return Example(image, vocab.SCENE_MAIN_QUESTION, answer, task, forced, regions)
+        return _largest_object(rng, *_scene(rng), vocab.SCENE_MAIN_QUESTION, task, follow_prob)
     strip = synth.make_strip(rng, n_panels)
     answer, forced = _follow_counted(rng, strip.captions, follow_prob)
     return Example(strip.image, vocab.NARRATE_PROMPT, answer, task, forced, tuple(strip.panel_boxes))

@@ -235,9 +235,9 @@ def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: 
         jobs.append((st.image, prompts.VQA_QUESTION, "vqa", st.captions[0], st.captions))
     for seed in list(EVAL_SCENE_SEEDS)[:n_scenes]:
         img, objects = synth.make_scene(seed)
-        captions = [o.caption for o in objects]
-        jobs.append((img, prompts.SCENE_QUESTION, "scene", synth.scene_answer(objects), captions))
-        jobs.append((img, vocab.SCENE_MAIN_QUESTION, "scene_main", synth.scene_answer(objects), captions))
+        captions, largest = [o.caption for o in objects], synth.scene_answer(objects)
+        jobs.append((img, prompts.SCENE_QUESTION, "scene", largest, captions))
+        jobs.append((img, vocab.SCENE_MAIN_QUESTION, "scene_main", largest, captions))
     right: dict[str, list[bool]] = {}
     names: dict[str, list[bool]] = {}
     for i in range(0, len(jobs), batch):
@@ -279,8 +279,9 @@ def watch_examples(n_strips: int = 20, counted: bool = False) -> dict[str, list[
         out["narrate"].append(Example(st.image, vocab.NARRATE_PROMPT, narrate_answer(st.captions, counted), "narrate"))
     for seed in list(EVAL_SCENE_SEEDS)[-n_strips:]:
         img, objects = synth.make_scene(seed)
-        out["scene"].append(Example(img, prompts.SCENE_QUESTION, synth.scene_answer(objects), "scene"))
-        out["scene_main"].append(Example(img, vocab.SCENE_MAIN_QUESTION, synth.scene_answer(objects), "scene_main"))
+        largest = synth.scene_answer(objects)
+        out["scene"].append(Example(img, prompts.SCENE_QUESTION, largest, "scene"))
+        out["scene_main"].append(Example(img, vocab.SCENE_MAIN_QUESTION, largest, "scene_main"))
     return out
 
 
