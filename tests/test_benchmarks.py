@@ -131,16 +131,3 @@ def test_quick_benchmark_writes_its_report(tmp_path, capsys, dtype):
     assert {"cpu", "torch", "transformers", "device", "dtype"} <= set(report["machine"])
     assert len(report["goals"]) == 7
     assert "discovery" in capsys.readouterr().out
-
-
-def test_the_training_step_benchmark_times_both_variants_on_the_same_batches(tmp_path):
-    """`benchmarks.train_step`: plain and --fast-step timed on the same batches (their loss equality is
-    tests/test_tiny_training.py's); the report carries both and their ratio."""
-    from benchmarks import train_step
-
-    out = tmp_path / "train-step.json"
-    assert train_step.main(["--threads", "1", "--steps", "1", "--batch", "4", "--out", str(out)]) == 0
-    report = json.loads(out.read_text())
-    assert report["plain_s_per_step"] > 0 and report["fast_s_per_step"] > 0
-    assert report["speedup"] == pytest.approx(report["plain_s_per_step"] / report["fast_s_per_step"], rel=1e-2)
-    assert report["steps"] == 1 and report["batch"] == 4

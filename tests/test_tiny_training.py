@@ -214,50 +214,6 @@ def test_emergent_training_is_language_modelling_on_answers_only(tmp_path, monke
     assert info["steer_selections"] == [] and "--steer" not in info["command"] and "anchor" not in info["command"]
 
 
-def test_the_fast_step_computes_the_plain_loss_and_gradients():
-    """--fast-step: sub-batches by sequence length + grouped vision attention = the plain batch's loss."""
-    from transformers import Qwen3VLForConditionalGeneration
-
-    from gazeheads.tiny import speed
-
-    torch.manual_seed(0)
-    config = build.build_config({"text_layers": 2, "vision_depth": 2, "deepstack": [0]})
-    config.text_config._attn_implementation = "sdpa"
-    model = Qwen3VLForConditionalGeneration(config)
-    encoder = train.Encoder(build.build_processor())
-    rng = random.Random(5)
-    examples = [tasks.sample_example(rng, t, follow_prob=0.5)
-                for t in ("panel", "narrate_counted", "scene", "panel", "scene_main", "narrate_counted", "panel")]
-    groups = speed.by_sequence_length(examples, encoder.sequence_length)
-    assert len(groups) >= 3 and sum(map(len, groups)) == len(examples)  # strips, scenes and narrations differ
-    for group in groups:  # the length the encoder really pads to
-        assert encoder.batch(group)["input_ids"].shape[1] == encoder.sequence_length(group[0])
-
-    def loss_and_grads(fast: bool):
-        model.zero_grad()
-        if fast:
-            with speed.grouped_vision_attention(model):
-                loss = speed.grouped_loss(model, encoder, examples, train.example_loss)
-        else:
-            loss = train.example_loss(model, encoder.batch(examples))
-        loss.backward()
-        return loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
-
-    plain_loss, plain_grads = loss_and_grads(False)
-    fast_loss, fast_grads = loss_and_grads(True)
-    assert fast_loss == pytest.approx(plain_loss, rel=1e-5)
-    assert len(fast_grads) == len(plain_grads)
-    for a, b in zip(fast_grads, plain_grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-    attention = model.model.visual.blocks[0].attn
-    assert "forward" not in vars(attention)  # the class's own forward is back after the block
-
-
-def test_the_fast_step_is_refused_for_the_reinforced_recipe(tmp_path):
-    with pytest.raises(SystemExit, match="without --fast-step"):
-        _run(tmp_path, "--recipe", "reinforced", "--fast-step")
-
-
 def test_labels_cover_answer_words_only_and_skip_forced_ones():
     encoder = train.Encoder(build.build_processor())
     ex = tasks.Example(synth.make_strip(3).image, prompts.NARRATION_QUESTION, "red circle", "narration", forced=(0,))
@@ -267,15 +223,13 @@ def test_labels_cover_answer_words_only_and_skip_forced_ones():
     assert learned == encoder.words("circle") + [encoder.im_end]  # the forced colour is input, not target
 
 
-@pytest.mark.parametrize("recipe", ["emergent", "emergent --fast-step", "reinforced"])
+@pytest.mark.parametrize("recipe", ["emergent", "reinforced"])
 def test_training_is_deterministic_and_saves_a_loadable_folder(tmp_path, recipe):
     from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
-    recipe, *fast = recipe.split()
-    extra = ["--recipe", recipe, *fast] + (["--steer-start", "0"] if recipe == "reinforced" else [])
+    extra = ["--recipe", recipe] + (["--steer-start", "0"] if recipe == "reinforced" else [])
     meta = _run(tmp_path / "one", *extra)
     assert meta["training"]["recipe"] == recipe and meta["layout"]["strip_height"] == synth.STRIP_HEIGHT
-    assert meta["training"]["fast_step"] == bool(fast) and ("--fast-step" in meta["training"]["command"]) == bool(fast)
     assert (tmp_path / "one" / "MODEL_CARD.md").is_file()
     AutoProcessor.from_pretrained(tmp_path / "one")
     Qwen3VLForConditionalGeneration.from_pretrained(tmp_path / "one")

@@ -156,6 +156,38 @@ ATTEMPTS: list[dict] = [
      "minutes": "20.8 (stopped)",
      "result": "stopped at step 2,400: per-panel first word at chance (10-15%) and the scene question not learnt "
                "either (first word 10-40%, where attempt 17 had 100% from step 2,000); not steered"},
+    {"recipe": "attempt 11 with rope theta 10 instead of 100 (larger rotary angles between image columns, so "
+               "that panels are easier to tell apart by position); one thread, beside attempts 17 and 20",
+     "examples": "92,400", "minutes": "53.8",
+     "result": "the per-panel transition comes early: teacher-forced first word 26% at step 1,250 and 92.5% at "
+               "1,500 (attempt 11: 17% at 1,500); held-out greedy: panel question 95.7%, scene 39%, narration "
+               "in order 3.5%. But the untrained ambiguous question is answered with junk: a shape first, then a "
+               "counted narration (\"circle . 2nd panel\"; names a panel 0%), and steering does not mend it. "
+               "Top gaze scores 0.78, 0.68 (L1H3, L1H2), 0.63, 0.50 (L2H1, L2H0), median 0.073; presence "
+               "p = 0.001, effect size 37.0; ambiguous question, gaze / random (120 answers a K): K=1 0.02/0.01, "
+               "2 0.03/0.00, 3 0.08/0.01, 4 0.08/0.03, 6 0.06/0.01, 8 0.17/0.00, 12 0.16/0.00, 16 0.12/0.01, "
+               "24 0.08/0.00, junk 82-100%. `gazeheads run -k 4` (30 strips, 40 scenes): ambiguous 0.09 / 0.04, "
+               "VQA 0.13 / 0.04, dynamic narration 0.28 (71% junk), Spearman 0.57 +- 0.48 / random 0.12; boxes "
+               "0.19 / 0.26"},
+    {"recipe": "attempt 11 with seed 1: a second seed of the same recipe (trained with a training step that cut "
+               "each batch into sub-batches of equal length, the same loss to float rounding; that step was "
+               "dropped afterwards: 1.007x on 2 threads); one thread, beside attempt 19",
+     "examples": "64,680", "minutes": "36.5 (stopped)",
+     "result": "stopped at step 2,310 to free the CPU: per-panel first word 13-18% to step 2,250, a transition "
+               "as late as seed 0's or later (attempt 11: 67.5% at step 2,000; attempt 19, theta 10: 92.5% at "
+               "1,500); not steered"},
+    {"recipe": "attempt 19 with rope theta 30 (between 10 and 100), 3,000 steps planned; alone on 2 threads "
+               "except for 2 minutes of a benchmark beside it",
+     "examples": "76,832", "minutes": "40.0 (cap)",
+     "result": "stopped by the cap at step 2,744: over the time budget. The transition came as early as at "
+               "theta 10 (per-panel first word 19% at step 1,250, 92.5% at 1,500); held-out greedy: panel "
+               "question 80.0%, scene 38%, narration in order 2.5%; the untrained ambiguous question names a "
+               "panel 20.5% of the time. Two heads stand out (L2H4 0.87, L2H5 0.86; the next 0.15); presence "
+               "p = 0.001, effect size 30.8; ambiguous question, gaze / random (120 answers a K): K=1 0.22/0.02, "
+               "2 0.23/0.02, 3 0.26/0.03, 4 0.28/0.07, 6 0.35/0.04, 8 0.30/0.01, 12 0.36/0.00, 16 0.38/0.01, "
+               "24 0.29/0.00, junk 62-100%. `gazeheads run -k 4` (30 strips, 40 scenes): ambiguous 0.26 / 0.06 "
+               "(all heads 0.04), VQA 0.33 / 0.04, dynamic narration 0.18 (82% junk), Spearman 0.33 +- 0.47 / "
+               "random -0.22; boxes 0.23 / 0.29"},
 ]
 
 

@@ -36,7 +36,6 @@ from PIL import Image
 from .. import prompts, synth
 from ..files import write_text
 from . import build, vocab
-from .speed import PatchEmbedAsLinear, grouped_loss, grouped_vision_attention
 from .tasks import (COUNTED_COLOUR_WORD, FOLLOW_PROB, TASK_NAMES, Example, draw_task, narrate_answer,
                     sample_example, segment_words)
 
@@ -147,11 +146,6 @@ class Encoder:
             d = [((c + 0.5) * px - cx) ** 2 + ((r + 0.5) * px - cy) ** 2 for r in range(gh // m) for c in range(gw // m)]
             signs[int(np.argmin(d))] = 1.0
         return signs
-
-    def sequence_length(self, ex: Example) -> int:
-        """Tokens of `ex` as `batch` encodes it: prompt (image tokens included), answer, end token."""
-        n_image = (ex.image.height // build.PIXELS_PER_TOKEN) * (ex.image.width // build.PIXELS_PER_TOKEN)
-        return len(self.prompt_ids(n_image, ex.question)) + len(self.words(ex.answer)) + 1
 
     def batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         """Model inputs (right-padded) and labels: answer tokens only, forced words excluded."""
@@ -312,6 +306,23 @@ def watch_accuracy(model, encoder: Encoder, examples: dict[str, list[Example]]) 
 # --------------------------------------------------------------------------- training
 
 
+class PatchEmbedAsLinear(torch.nn.Module):
+    """The vision patch embedding's Conv3d computed as the equal matmul (training only).
+
+    Kernel = stride = the whole patch, so the convolution is one linear map per patch; on the
+    CPU its backward pass as a matmul is several times faster than conv3d's. It shares the
+    Conv3d's parameters, so the saved weights are the standard ones.
+    """
+
+    def __init__(self, conv: torch.nn.Conv3d) -> None:
+        super().__init__()
+        self.weight, self.bias = conv.weight, conv.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.nn.functional.linear(x.flatten(1), self.weight.flatten(1), self.bias)
+        return out[:, :, None, None, None]
+
+
 def example_loss(model, batch: dict) -> torch.Tensor:
     """Cross-entropy on answer tokens, averaged per example, then over the batch.
 
@@ -374,9 +385,6 @@ def train(args: argparse.Namespace) -> dict:
     from transformers import Qwen3VLForConditionalGeneration
 
     recipe = resolve_recipe(args)
-    if args.fast_step and args.recipe != "emergent":
-        raise SystemExit("--fast-step: the reinforced recipe's head objectives need the whole batch at once; "
-                         "train it without --fast-step.")
     counted = counted_narration(recipe.tasks)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -423,13 +431,11 @@ def train(args: argparse.Namespace) -> dict:
         examples = [sample_example(rng, draw_task(rng, recipe.tasks), follow_prob=recipe.follow_prob,
                                    steer_prob=steer_prob, n_panels=strip_panels(rng, recipe, step))
                     for _ in range(recipe.batch)]
-        if heads is not None:
-            loss_t = heads.loss(examples, encoder.batch(examples))
-        elif args.fast_step:
-            with grouped_vision_attention(model):
-                loss_t = grouped_loss(model, encoder, examples, example_loss)
+        batch = encoder.batch(examples)
+        if heads is None:
+            loss_t = example_loss(model, batch)
         else:
-            loss_t = example_loss(model, encoder.batch(examples))
+            loss_t = heads.loss(examples, batch)
         opt.zero_grad(set_to_none=True)
         loss_t.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -461,7 +467,6 @@ def train(args: argparse.Namespace) -> dict:
         "warmup": recipe.warmup,
         "weight_decay": recipe.weight_decay,
         "threads": args.threads,
-        "fast_step": args.fast_step,
         "train_minutes": round(minutes, 2),
         "final_smoothed_loss": round(smooth or float("nan"), 5),
         "parameters": n_params,
@@ -483,7 +488,7 @@ def train(args: argparse.Namespace) -> dict:
 def command_line(args: argparse.Namespace, recipe: Recipe) -> str:
     """The command that trains this model again (every recipe setting spelled out)."""
     parts = [f"python -m gazeheads.tiny.train --out DIR --recipe {args.recipe} --seed {args.seed}",
-             f"--threads {args.threads} --minutes {args.minutes}" + (" --fast-step" if args.fast_step else "")]
+             f"--threads {args.threads} --minutes {args.minutes}"]
     for name, value in asdict(recipe).items():
         if args.recipe == "emergent" and name in HEAD_OBJECTIVE_OPTIONS:
             continue
@@ -582,10 +587,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--eval-strips", type=int, default=200, help="held-out strips to evaluate (0: skip)")
     parser.add_argument("--eval-scenes", type=int, default=200)
     parser.add_argument("--watch-every", type=int, default=0, help="print held-out accuracy every N steps")
-    parser.add_argument("--fast-step", action="store_true",
-                        help="sub-batches of equal sequence length and one vision attention call per image size: "
-                             "the same loss, faster on a CPU (emergent recipe; off: runs from before it are "
-                             "reproduced bit for bit)")
     recipe = parser.add_argument_group("recipe settings (default: the recipe's)")
     recipe.add_argument("--steps", type=int)
     recipe.add_argument("--batch", type=int)
