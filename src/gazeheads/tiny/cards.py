@@ -146,13 +146,13 @@ ATTEMPTS: list[dict] = [
                "per-panel transition comes after a number of steps or of examples; one thread, beside attempts 18 "
                "and 19",
      "examples": "56,000", "minutes": "35.4",
-     "result": "no transition: per-panel first word 11.7-13.3% to step 2,250 (31,500 examples), then 18-22.5% "
+     "result": "no transition: per-panel first word 11.7-13.3% to step 2,250 (31,500 examples), then 15-22.5% "
                "to the end; held-out greedy: panel question 13.3%, scene 26% (the colour right, the shape often "
                "not), narration in order 0%; not steered. Attempt 11 was at 17% after 42,000 examples (step "
                "1,500) and 67.5% after 56,000: the transition follows the examples seen, not the steps, and "
                "batch 14 costs more time an example (0.41 s a step of 14 against 0.66 s a step of 28 on 2 "
                "threads)"},
-    {"recipe": "attempt 17 with follow 0.6; one thread, beside attempts 17 and 19", "examples": "33,600",
+    {"recipe": "attempt 17 with follow 0.6; one thread, beside attempt 17", "examples": "33,600",
      "minutes": "20.8 (stopped)",
      "result": "stopped at step 2,400: per-panel first word at chance (10-15%) and the scene question not learnt "
                "either (first word 10-40%, where attempt 17 had 100% from step 2,000); not steered"},
