@@ -132,6 +132,17 @@ def test_named_scene_feeds_the_colour_of_a_random_object(monkeypatch):
     assert places >= {0, 1, 2}  # not only the largest object
 
 
+def test_named_ambiguous_question_feeds_the_colour_and_teaches_only_the_shape(monkeypatch):
+    drawn = _drawn(monkeypatch)
+    rng = random.Random(8)
+    places = set()
+    for _ in range(120):
+        ex = tasks.sample_example(rng, "narration_named", follow_prob=0.0)  # the colour is always given
+        assert ex.forced == (0,) and ex.question == prompts.NARRATION_QUESTION and ex.answer in drawn[-1]
+        places.add(drawn[-1].index(ex.answer))
+    assert places == set(range(6))  # any panel: which one to name is never taught
+
+
 def test_the_main_object_question_teaches_scenes_without_the_box_steering_prompt(monkeypatch):
     drawn = _drawn(monkeypatch)
     rng = random.Random(3)
@@ -295,3 +306,9 @@ def test_the_emergent_page_lists_every_attempt_as_the_card_does():
     text = page.read_text(encoding="utf-8")
     assert with_attempts(text) == text, "run `python -m gazeheads.tiny.cards docs/emergent.md`"
     assert all(attempt["result"] in text for attempt in ATTEMPTS)
+
+
+def test_the_model_card_describes_every_task():
+    from gazeheads.tiny import cards
+
+    assert set(cards.TASK_ROWS) == set(tasks.TASK_NAMES)  # a card lists each task of its recipe with its prompt

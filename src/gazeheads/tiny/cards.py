@@ -27,6 +27,8 @@ TASK_ROWS = {  # task -> (prompt, answer)
                     "only the shape is learnt"),
     "scene_main": (f'`"{vocab.SCENE_MAIN_QUESTION}"`', "caption of the largest object (`prompts.SCENE_QUESTION` "
                    "itself is not trained)"),
+    "narration_named": ("`prompts.NARRATION_QUESTION`", "caption of a panel drawn at random whose colour is given as "
+                        "input: only the shape is learnt, which panel to name is not"),
 }
 
 # Every recipe tried for this model, in order: what changed, how long it trained, what it measured.

@@ -21,6 +21,9 @@ answer is about.
     scene_main     "What is the main event in this picture?"      -> caption of the largest object: the scene
                                                                      task asked in other words, so that
                                                                      `prompts.SCENE_QUESTION` stays untrained
+    narration_named "What is happening in this panel ...?"        -> caption of a random panel whose colour is
+                                                                     given (forced): only the shape is learnt,
+                                                                     so which panel to name stays untrained
 
 "Follow" (share `follow_prob` of the panel, narration, vqa, narrate and scene examples): the
 first word of a caption is replaced by another panel's (object's) colour, fed to the model as
@@ -42,7 +45,7 @@ from . import vocab
 
 FOLLOW_PROB = 0.2  # default share of examples whose answer continues from a forced, off-target colour
 TASK_NAMES = ("panel", "narration", "vqa", "narration_any", "vqa_any", "narrate", "narrate_any", "narrate_counted",
-              "scene", "scene_any", "scene_named", "scene_main")
+              "scene", "scene_any", "scene_named", "scene_main", "narration_named")
 WORDS_PER_CAPTION = 3  # "<colour> <shape> ." in a narration
 WORDS_PER_COUNTED_CAPTION = 5  # "<ordinal> panel <colour> <shape> ." in a counted narration
 COUNTED_COLOUR_WORD = 2  # index of the colour in a counted segment
@@ -136,7 +139,7 @@ def sample_example(rng: random.Random, task: str, *, follow_prob: float = FOLLOW
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASK_NAMES)}")
     if task.endswith("_any"):
         return _any_example(rng, task, n_panels)
-    if task in ("narrate_counted", "scene_named", "scene_main"):
+    if task in ("narrate_counted", "scene_named", "scene_main", "narration_named"):
         return _new_example(rng, task, follow_prob, n_panels)
     steered = rng.random() < steer_prob  # drawn for every task of the first recipe: keeps its data stream
     if task == "scene":
@@ -184,12 +187,16 @@ def _any_example(rng: random.Random, task: str, n_panels: int = 6) -> Example:
 
 
 def _new_example(rng: random.Random, task: str, follow_prob: float, n_panels: int = 6) -> Example:
-    """The tasks added for the emergent recipe: counted narration, the scene with a named colour, the main-object question."""
+    """The tasks added for the emergent recipe: counted narration, the scene and the ambiguous
+    panel question with a named colour, the main-object question."""
     if task == "scene_named":
         image, objects, regions = _scene(rng)
         return Example(image, prompts.SCENE_QUESTION, rng.choice(objects).caption, task, (0,), regions)
     if task == "scene_main":
         return _largest_object(rng, *_scene(rng), vocab.SCENE_MAIN_QUESTION, task, follow_prob)
     strip = synth.make_strip(rng, n_panels)
+    if task == "narration_named":
+        caption = strip.captions[rng.randrange(strip.n_panels)]
+        return Example(strip.image, prompts.NARRATION_QUESTION, caption, task, (0,), tuple(strip.panel_boxes))
     answer, forced = _follow_counted(rng, strip.captions, follow_prob)
     return Example(strip.image, vocab.NARRATE_PROMPT, answer, task, forced, tuple(strip.panel_boxes))
