@@ -121,26 +121,19 @@ def test_counted_narration_jumps_to_a_forced_colour_and_keeps_counting(monkeypat
         assert words[::tasks.WORDS_PER_COUNTED_CAPTION] == [prompts.ordinal(k) for k in range(1, 7)]
 
 
-def test_named_scene_feeds_the_colour_of_a_random_object(monkeypatch):
+@pytest.mark.parametrize("task, question, places", [
+    ("scene_named", prompts.SCENE_QUESTION, {0, 1, 2}),  # not only the largest object
+    ("narration_named", prompts.NARRATION_QUESTION, set(range(6))),  # any panel: which one to name is never taught
+])
+def test_named_tasks_feed_the_colour_of_a_random_region_and_teach_only_the_shape(monkeypatch, task, question, places):
     drawn = _drawn(monkeypatch)
     rng = random.Random(6)
-    places = set()
+    seen = set()
     for _ in range(120):
-        ex = tasks.sample_example(rng, "scene_named", follow_prob=0.0)  # the colour is always given
-        assert ex.forced == (0,) and ex.question == prompts.SCENE_QUESTION and ex.answer in drawn[-1]
-        places.add(drawn[-1].index(ex.answer))
-    assert places >= {0, 1, 2}  # not only the largest object
-
-
-def test_named_ambiguous_question_feeds_the_colour_and_teaches_only_the_shape(monkeypatch):
-    drawn = _drawn(monkeypatch)
-    rng = random.Random(8)
-    places = set()
-    for _ in range(120):
-        ex = tasks.sample_example(rng, "narration_named", follow_prob=0.0)  # the colour is always given
-        assert ex.forced == (0,) and ex.question == prompts.NARRATION_QUESTION and ex.answer in drawn[-1]
-        places.add(drawn[-1].index(ex.answer))
-    assert places == set(range(6))  # any panel: which one to name is never taught
+        ex = tasks.sample_example(rng, task, follow_prob=0.0)  # the colour is always given
+        assert ex.forced == (0,) and ex.question == question and ex.answer in drawn[-1]
+        seen.add(drawn[-1].index(ex.answer))
+    assert seen >= places
 
 
 def test_the_main_object_question_teaches_scenes_without_the_box_steering_prompt(monkeypatch):
