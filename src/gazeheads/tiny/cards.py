@@ -190,6 +190,39 @@ ATTEMPTS: list[dict] = [
                "24 0.29/0.00, junk 62-100%. `gazeheads run -k 4` (30 strips, 40 scenes): ambiguous 0.26 / 0.06 "
                "(all heads 0.04), VQA 0.33 / 0.04, dynamic narration 0.18 (82% junk), Spearman 0.33 +- 0.47 / "
                "random -0.22; boxes 0.23 / 0.29"},
+    {"recipe": "attempt 21 (rope theta 30) with `narration_named` 0.1 (the ambiguous question, a random panel's "
+               "colour given as input, only the shape learnt: the question is seen in training, which panel to "
+               "name is never taught) and panel 0.5, 2,200 steps; one thread, beside attempt 23",
+     "examples": "61,600", "minutes": "28.3",
+     "result": "the colour transition as at theta 30 (per-panel first word 40% at step 1,250, 67% at 1,500, "
+               "97.5% at 1,750), but the shapes lag (all answer words 74% at step 2,000): held-out greedy: "
+               "panel question 22.9%, scene 33%, narration in order 0%; the ambiguous question names a panel "
+               "27.5% of the time unsteered; not steered: 2,200 steps are too few at this recipe"},
+    {"recipe": "attempt 22 with `scene_main` 0.2 and `scene_named` 0.05 in place of `scene` 0.25, so that the "
+               "first word of `prompts.SCENE_QUESTION` (the box-steering prompt) is never trained either; one "
+               "thread, beside attempt 22",
+     "examples": "61,600", "minutes": "28.3",
+     "result": "a later transition: per-panel first word 15% at step 1,500, 27% at 1,750, 50% at 2,000; "
+               "held-out greedy: panel question 20.8%, the main-object question 29.5%, the untrained scene "
+               "question names an object 17.5%, the ambiguous question names a panel 26.5%; not steered"},
+    {"recipe": "attempt 22 with 2,700 steps instead of 2,200; one thread, beside attempt 25",
+     "examples": "75,600", "minutes": "35.4",
+     "result": "over the time budget (about 27 min alone on 2 threads at this step count). Per-panel first word "
+               "15% at step 1,500, 77.5% at 1,750, 99% at 2,000 (the longer schedule keeps a higher learning rate "
+               "and moves the transition later than attempt 22's); held-out greedy: panel question 48.3%, "
+               "scene 36%, narration in order 0.5%; the ambiguous question names a panel 37.5% of the time "
+               "unsteered. Top gaze scores 0.65, 0.62, 0.54, 0.50 (L3H7, L3H6, L3H2, L3H3; median 0.064); "
+               "presence p = 0.001, effect size 29.9; ambiguous question, gaze / random (120 answers a K): "
+               "K=1 0.08/0.05, 2 0.13/0.06, 3 0.18/0.05, 4 0.21/0.08, 6 0.26/0.01, 8 0.24/0.02, 12 0.23/0.01, "
+               "16 0.18/0.00, 24 0.28/0.01, junk 58-83%. `gazeheads run -k 4` (30 strips, 40 scenes): "
+               "ambiguous 0.19 / 0.07 (all heads 0.01), VQA 0.22 / 0.04, dynamic narration 0.13 (79% junk), "
+               "Spearman 0.16 +- 0.43 / random -0.22; boxes 0.19 / 0.22. Seeing the ambiguous question in "
+               "training (colour given) does not repair it at theta 30"},
+    {"recipe": "attempt 24 with rope theta 50 instead of 30; one thread, beside attempt 24",
+     "examples": "75,600", "minutes": "35.4",
+     "result": "no per-panel transition: first word 14-17% from step 1,000 to the end; held-out greedy: panel "
+               "question 10.5%, scene 32%; the ambiguous question names a panel 56% of the time unsteered "
+               "(panel 1's caption 32.5%); not steered"},
 ]
 
 
