@@ -36,7 +36,7 @@ segment i + 1 describes panel i + 1 again.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
@@ -139,7 +139,9 @@ def sample_example(rng: random.Random, task: str, *, follow_prob: float = FOLLOW
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASK_NAMES)}")
     if task.endswith("_any"):
         return _any_example(rng, task, n_panels)
-    if task in ("narrate_counted", "scene_named", "scene_main", "narration_named"):
+    if task.endswith("_named"):  # the `_any` task with its first word given: only the shape is learnt
+        return replace(_any_example(rng, task.replace("_named", "_any"), n_panels), task=task, forced=(0,))
+    if task in ("narrate_counted", "scene_main"):
         return _new_example(rng, task, follow_prob, n_panels)
     steered = rng.random() < steer_prob  # drawn for every task of the first recipe: keeps its data stream
     if task == "scene":
@@ -187,16 +189,9 @@ def _any_example(rng: random.Random, task: str, n_panels: int = 6) -> Example:
 
 
 def _new_example(rng: random.Random, task: str, follow_prob: float, n_panels: int = 6) -> Example:
-    """The tasks added for the emergent recipe: counted narration, the scene and the ambiguous
-    panel question with a named colour, the main-object question."""
-    if task == "scene_named":
-        image, objects, regions = _scene(rng)
-        return Example(image, prompts.SCENE_QUESTION, rng.choice(objects).caption, task, (0,), regions)
+    """Two tasks added for the emergent recipe: counted narration and the main-object question."""
     if task == "scene_main":
         return _largest_object(rng, *_scene(rng), vocab.SCENE_MAIN_QUESTION, task, follow_prob)
     strip = synth.make_strip(rng, n_panels)
-    if task == "narration_named":
-        caption = strip.captions[rng.randrange(strip.n_panels)]
-        return Example(strip.image, prompts.NARRATION_QUESTION, caption, task, (0,), tuple(strip.panel_boxes))
     answer, forced = _follow_counted(rng, strip.captions, follow_prob)
     return Example(strip.image, vocab.NARRATE_PROMPT, answer, task, forced, tuple(strip.panel_boxes))
