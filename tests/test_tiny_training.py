@@ -160,6 +160,24 @@ def test_a_counted_narration_model_records_its_segment_length(tmp_path):
         _run(tmp_path / "both", "--tasks", '{"narrate": 0.5, "narrate_counted": 0.5}')
 
 
+def test_the_task_curriculum_switches_weights_and_the_model_keeps_its_final_narration_style(tmp_path):
+    recipe = train.Recipe(tasks={"panel": 0.5, "narrate": 0.5}, steps=10,
+                          tasks_later={"panel": 0.5, "narrate_counted": 0.5}, tasks_from=0.4)
+    assert [train.step_tasks(recipe, s) for s in (0, 3)] == [recipe.tasks] * 2
+    assert [train.step_tasks(recipe, s) for s in (4, 9)] == [recipe.tasks_later] * 2
+    meta = _run(tmp_path / "switch", "--tasks", '{"panel": 0.5, "narrate": 0.5}',
+                "--tasks-later", '{"panel": 0.5, "narrate_counted": 0.5}', "--tasks-from", "0.5")
+    assert meta["layout"]["segment_tokens"] == tasks.WORDS_PER_COUNTED_CAPTION  # the style it ends with
+    assert meta["training"]["tasks_later"] == {"panel": 0.5, "narrate_counted": 0.5}
+    card = (tmp_path / "switch" / "MODEL_CARD.md").read_text()
+    assert "| narrate_counted |" in card and "weight from step" in card
+    for extra, match in ((["--tasks-later", '{"panel": 1}'], "go together"),
+                         (["--tasks-later", "{panel", "--tasks-from", "0.5"], "not JSON"),
+                         (["--tasks-later", '{"panel": 1}', "--tasks-from", "1.5"], "between 0 and 1")):
+        with pytest.raises(SystemExit, match=match):
+            _run(tmp_path / "bad", *extra)
+
+
 def test_the_panel_curriculum_draws_panel_counts_and_then_six(monkeypatch):
     recipe = train.Recipe(tasks={"panel": 1.0}, steps=100, panels=(2, 3, 4), panels_until=0.5)
     rng = random.Random(0)

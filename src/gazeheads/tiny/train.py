@@ -60,6 +60,8 @@ class Recipe:
     sizes: dict = field(default_factory=dict)  # overrides of build.DEFAULT_SIZES
     panels: tuple[int, ...] = (6,)  # panel counts of training strips, drawn per example (a curriculum)
     panels_until: float = 1.0  # share of the steps that draw from `panels`; later strips have 6 panels
+    tasks_later: dict = field(default_factory=dict)  # task weights from `tasks_from` on (a curriculum; {}: none)
+    tasks_from: float = 1.0  # share of the steps after which `tasks_later` replaces `tasks`
     # reinforced recipe only: objectives on the current top heads by gaze score
     steer_prob: float = 0.0
     steer_heads: int = 4
@@ -208,11 +210,18 @@ def answer(model, processor, images: list[Image.Image], questions: list[str], ma
 
 
 def counted_narration(tasks: dict[str, float]) -> bool:
-    """Whether a recipe narrates with ordinals ("1st panel red circle ."); refuses both styles at once."""
+    """Whether task weights narrate with ordinals ("1st panel red circle ."); refuses both styles at once."""
     if "narrate_counted" in tasks and ("narrate" in tasks or "narrate_any" in tasks):
         raise SystemExit("--tasks: narrate_counted cannot be mixed with narrate or narrate_any (one narration "
-                         "style per model: its gazeheads.json records one segment length).")
+                         "style per model: its gazeheads.json records one segment length). A curriculum may "
+                         "change style: --tasks-later with --tasks-from.")
     return "narrate_counted" in tasks
+
+
+def final_tasks(info_or_recipe) -> dict[str, float]:
+    """The task weights a model ends its training with (its curriculum's later weights, if any)."""
+    get = info_or_recipe.get if isinstance(info_or_recipe, dict) else lambda k, d=None: getattr(info_or_recipe, k, d)
+    return get("tasks_later") or get("tasks")
 
 
 def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: int = 60,
@@ -357,11 +366,21 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
                 f"{', '.join(named)}: the emergent recipe trains no objective on attention heads. "
                 "These options belong to the first model's recipe: add --recipe reinforced."
             )
-    if "tasks" in given:
-        given["tasks"] = json.loads(given["tasks"])
-        unknown = set(given["tasks"]) - set(TASK_NAMES)
-        if unknown:
-            raise SystemExit(f"unknown task(s) {sorted(unknown)} in --tasks; tasks: {', '.join(TASK_NAMES)}")
+    for name in ("tasks", "tasks_later"):
+        if name in given:
+            flag = f"--{name.replace('_', '-')}"
+            try:
+                given[name] = json.loads(given[name])
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"{flag}: not JSON ({exc}); give weights like '{{\"panel\": 0.5, \"narrate\": 0.5}}'") from None
+            unknown = set(given[name]) - set(TASK_NAMES)
+            if unknown:
+                raise SystemExit(f"unknown task(s) {sorted(unknown)} in {flag}; tasks: {', '.join(TASK_NAMES)}")
+    if ("tasks_later" in given) != ("tasks_from" in given):
+        raise SystemExit("--tasks-later and --tasks-from go together: the later task weights and the share of "
+                         "the steps after which they apply (e.g. --tasks-from 0.4).")
+    if "tasks_from" in given and not 0 < given["tasks_from"] < 1:
+        raise SystemExit(f"--tasks-from {given['tasks_from']}: give a share of the steps between 0 and 1.")
     if "sizes" in given:
         given["sizes"] = {**recipe.sizes, **json.loads(given["sizes"])}
     if "panels" in given:
@@ -381,11 +400,19 @@ def strip_panels(rng: random.Random, recipe: Recipe, step: int) -> int:
     return rng.choice(recipe.panels) if step < recipe.panels_until * recipe.steps else 6
 
 
+def step_tasks(recipe: Recipe, step: int) -> dict[str, float]:
+    """The task weights of training step `step` (the curriculum's later weights from `tasks_from` on)."""
+    if recipe.tasks_later and step >= recipe.tasks_from * recipe.steps:
+        return recipe.tasks_later
+    return recipe.tasks
+
+
 def train(args: argparse.Namespace) -> dict:
     from transformers import Qwen3VLForConditionalGeneration
 
     recipe = resolve_recipe(args)
-    counted = counted_narration(recipe.tasks)
+    counted_narration(recipe.tasks)
+    counted = counted_narration(final_tasks(recipe))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = synth.training_rng(args.seed)
@@ -399,7 +426,7 @@ def train(args: argparse.Namespace) -> dict:
     print(f"parameters: {n_params:,}", flush=True)
 
     encoder = Encoder(processor)
-    encoder.check([sample_example(random.Random(f"check-{t}"), t) for t in recipe.tasks])
+    encoder.check([sample_example(random.Random(f"check-{t}"), t) for t in {**recipe.tasks, **recipe.tasks_later}])
     patch_embed = model.model.visual.patch_embed
     conv = patch_embed.proj
     patch_embed.proj = PatchEmbedAsLinear(conv)
@@ -428,7 +455,7 @@ def train(args: argparse.Namespace) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, recipe.steps, recipe.lr, recipe.warmup)
         steer_prob = heads.steer_prob() if heads is not None else 0.0
-        examples = [sample_example(rng, draw_task(rng, recipe.tasks), follow_prob=recipe.follow_prob,
+        examples = [sample_example(rng, draw_task(rng, step_tasks(recipe, step)), follow_prob=recipe.follow_prob,
                                    steer_prob=steer_prob, n_panels=strip_panels(rng, recipe, step))
                     for _ in range(recipe.batch)]
         batch = encoder.batch(examples)
@@ -472,6 +499,8 @@ def train(args: argparse.Namespace) -> dict:
         "parameters": n_params,
         "command": command_line(args, recipe),
         "tasks": recipe.tasks,
+        "tasks_later": recipe.tasks_later,
+        "tasks_from": recipe.tasks_from,
         "follow_prob": recipe.follow_prob,
         "panels": list(recipe.panels),
         "panels_until": recipe.panels_until,
@@ -560,7 +589,7 @@ def save(model, processor, out: Path, info: dict, metrics: dict) -> None:
         "narrate_prompt": vocab.NARRATE_PROMPT,
         "caption_separator": vocab.CAPTION_SEPARATOR,
         "answer_tokens": ANSWER_TOKENS,
-        "segment_tokens": segment_words(counted_narration(info["tasks"])),
+        "segment_tokens": segment_words(counted_narration(final_tasks(info))),
         "control_percentile": CONTROL_PERCENTILE,
         "synthetic": True,
     }
@@ -598,6 +627,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     recipe.add_argument("--sizes", help="JSON overrides of build.DEFAULT_SIZES")
     recipe.add_argument("--panels", help="panel counts of training strips, e.g. 2,3,4,5,6 (default 6)")
     recipe.add_argument("--panels-until", type=float, help="share of the steps that use --panels; then 6 panels")
+    recipe.add_argument("--tasks-later", help="JSON task weights that replace --tasks from --tasks-from on")
+    recipe.add_argument("--tasks-from", type=float, help="share of the steps after which --tasks-later applies")
     heads = parser.add_argument_group("reinforced recipe only (objectives on the top gaze heads)")
     heads.add_argument("--steer-prob", type=float, help="share of steered examples")
     heads.add_argument("--steer-heads", type=int, help="top gaze heads steered in training")
