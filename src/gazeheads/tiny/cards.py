@@ -286,10 +286,10 @@ def emergent_card(info: dict, metrics: dict) -> str:
     heads = s["text_layers"] * s["text_heads"]
     tasks = info["tasks"]
     later = info.get("tasks_later") or {}
-    task_lines = [f"| {t} | {TASK_ROWS[t][0]} | {TASK_ROWS[t][1]} | {w} | {later.get(t, 0)} |"
-                  if later else f"| {t} | {TASK_ROWS[t][0]} | {TASK_ROWS[t][1]} | {w} |"
-                  for t in {**tasks, **later}
-                  for w in [tasks.get(t, 0)]]
+    task_lines = []
+    for t in {**tasks, **later}:
+        weights = [tasks.get(t, 0), later.get(t, 0)] if later else [tasks[t]]
+        task_lines.append(f"| {t} | {TASK_ROWS[t][0]} | {TASK_ROWS[t][1]} | {' | '.join(map(str, weights))} |")
     task_header = (["| task | prompt | answer | weight | weight from step "
                     f"{math.ceil(info['tasks_from'] * info['planned_steps']):,} |", "| --- | --- | --- | --- | --- |"]
                    if later else ["| task | prompt | answer | weight |", "| --- | --- | --- | --- |"])

@@ -218,10 +218,9 @@ def counted_narration(tasks: dict[str, float]) -> bool:
     return "narrate_counted" in tasks
 
 
-def final_tasks(info_or_recipe) -> dict[str, float]:
+def final_tasks(tasks: dict[str, float], tasks_later: dict[str, float] | None) -> dict[str, float]:
     """The task weights a model ends its training with (its curriculum's later weights, if any)."""
-    get = info_or_recipe.get if isinstance(info_or_recipe, dict) else lambda k, d=None: getattr(info_or_recipe, k, d)
-    return get("tasks_later") or get("tasks")
+    return tasks_later or tasks
 
 
 def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: int = 60,
@@ -381,6 +380,8 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
                          "the steps after which they apply (e.g. --tasks-from 0.4).")
     if "tasks_from" in given and not 0 < given["tasks_from"] < 1:
         raise SystemExit(f"--tasks-from {given['tasks_from']}: give a share of the steps between 0 and 1.")
+    for weights in (given.get("tasks", {}), given.get("tasks_later", {})):
+        counted_narration(weights)  # one narration style a phase
     if "sizes" in given:
         given["sizes"] = {**recipe.sizes, **json.loads(given["sizes"])}
     if "panels" in given:
@@ -411,8 +412,7 @@ def train(args: argparse.Namespace) -> dict:
     from transformers import Qwen3VLForConditionalGeneration
 
     recipe = resolve_recipe(args)
-    counted_narration(recipe.tasks)
-    counted = counted_narration(final_tasks(recipe))
+    counted = counted_narration(final_tasks(recipe.tasks, recipe.tasks_later))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = synth.training_rng(args.seed)
@@ -589,7 +589,7 @@ def save(model, processor, out: Path, info: dict, metrics: dict) -> None:
         "narrate_prompt": vocab.NARRATE_PROMPT,
         "caption_separator": vocab.CAPTION_SEPARATOR,
         "answer_tokens": ANSWER_TOKENS,
-        "segment_tokens": segment_words(counted_narration(final_tasks(info))),
+        "segment_tokens": segment_words(counted_narration(final_tasks(info["tasks"], info.get("tasks_later")))),
         "control_percentile": CONTROL_PERCENTILE,
         "synthetic": True,
     }
