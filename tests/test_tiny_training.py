@@ -49,9 +49,9 @@ def _drawn(monkeypatch) -> list:
 
 
 def _said(answer: str) -> list[str]:
-    """The captions of an answer: one, or a narration's, separated by " . " (ordinals dropped)."""
+    """The captions of an answer: one, or a narration's, separated by " . " (ordinals, "panel" dropped)."""
     segments = [c.split() for c in answer.replace(f" {vocab.CAPTION_SEPARATOR}", " |").split("|") if c.strip()]
-    return [" ".join(s[2:] if s[1:2] == [vocab.PANEL_WORD] else s) for s in segments]
+    return [" ".join(s[s.index(vocab.PANEL_WORD) + 1:] if vocab.PANEL_WORD in s else s) for s in segments]
 
 
 def test_every_task_answers_with_captions_of_its_own_image(monkeypatch):
@@ -73,6 +73,9 @@ def test_every_task_answers_with_captions_of_its_own_image(monkeypatch):
                 assert said == captions
                 assert ex.answer.split(f" {vocab.CAPTION_SEPARATOR}")[0] == f"1st panel {captions[0]}"
                 assert ex.answer.split()[-5:-3] == [prompts.ordinal(len(captions)), "panel"]
+            elif task == "narrate_marked":
+                assert said == captions
+                assert ex.answer == " ".join(f"panel {c} ." for c in captions)
             elif task == "narrate_any":
                 assert sorted(said) == sorted(captions)  # every panel once
             elif task in ("scene", "scene_main"):
@@ -121,6 +124,19 @@ def test_counted_narration_jumps_to_a_forced_colour_and_keeps_counting(monkeypat
         assert words[::tasks.WORDS_PER_COUNTED_CAPTION] == [prompts.ordinal(k) for k in range(1, 7)]
 
 
+def test_marked_narration_jumps_to_a_forced_colour_after_the_panel_word_and_goes_on_from_there(monkeypatch):
+    drawn = _drawn(monkeypatch)
+    rng = random.Random(9)
+    for _ in range(40):
+        ex = tasks.sample_example(rng, "narrate_marked", follow_prob=1.0)
+        captions, said, words = drawn[-1], _said(ex.answer), ex.answer.split()
+        (forced,) = ex.forced
+        i, j = forced // 4, captions.index(said[forced // 4])
+        assert forced % 4 == 1 and words[forced] == said[i].split()[0]  # the colour, after "panel"
+        assert j != i and said == captions[:i] + captions[j:]  # then on from panel j, as plain narration
+        assert words[::4] == ["panel"] * len(said)
+
+
 @pytest.mark.parametrize("task, question, places", [
     ("scene_named", prompts.SCENE_QUESTION, {0, 1, 2}),  # not only the largest object
     ("narration_named", prompts.NARRATION_QUESTION, set(range(6))),  # any panel: which one to name is never taught
@@ -152,12 +168,16 @@ def test_the_main_object_question_teaches_scenes_without_the_box_steering_prompt
     assert all(w in vocab.vocabulary() for w in vocab.words(vocab.SCENE_MAIN_QUESTION))  # no unknown words
 
 
-def test_a_counted_narration_model_records_its_segment_length(tmp_path):
+def test_a_narration_style_model_records_its_segment_length(tmp_path):
     meta = _run(tmp_path / "counted", "--tasks", '{"panel": 0.5, "narrate_counted": 0.5}')
     assert meta["layout"]["segment_tokens"] == tasks.WORDS_PER_COUNTED_CAPTION
     assert _run(tmp_path / "plain")["layout"]["segment_tokens"] == tasks.WORDS_PER_CAPTION
-    with pytest.raises(SystemExit, match="narrate_counted cannot be mixed"):
+    marked = _run(tmp_path / "marked", "--tasks", '{"panel": 0.5, "narrate_marked": 0.5}')
+    assert marked["layout"]["segment_tokens"] == 4  # "panel <colour> <shape> ."
+    with pytest.raises(SystemExit, match="narrate and narrate_counted cannot be mixed"):
         _run(tmp_path / "both", "--tasks", '{"narrate": 0.5, "narrate_counted": 0.5}')
+    with pytest.raises(SystemExit, match="narrate_counted and narrate_marked cannot be mixed"):
+        _run(tmp_path / "both", "--tasks", '{"narrate_marked": 0.5, "narrate_counted": 0.5}')
 
 
 def test_the_task_curriculum_switches_weights_and_the_model_keeps_its_final_narration_style(tmp_path):

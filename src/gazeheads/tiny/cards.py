@@ -24,6 +24,8 @@ TASK_ROWS = {  # task -> (prompt, answer)
     "scene": ("`prompts.SCENE_QUESTION`", "caption of the largest object"),
     "narrate_counted": (f'`"{vocab.NARRATE_PROMPT}"`',
                         'every caption in order after its ordinal: `"1st panel red circle . 2nd panel ..."`'),
+    "narrate_marked": (f'`"{vocab.NARRATE_PROMPT}"`',
+                       'every caption in order after the word "panel": `"panel red circle . panel ..."`'),
     "scene_any": ("`prompts.SCENE_QUESTION`", "caption of an object drawn at random"),
     "scene_named": ("`prompts.SCENE_QUESTION`", "caption of an object drawn at random whose colour is given as input: "
                     "only the shape is learnt"),
@@ -245,6 +247,31 @@ ATTEMPTS: list[dict] = [
      "result": "stopped at step 2,050, at the end of a session: no per-panel transition (teacher-forced first "
                "word 12-16% at steps 250-2,000, where attempt 26 had 78% at step 1,000): counted narration from "
                "the first step delays the transition again, as in attempts 10, 11 and 16; not steered"},
+    {"recipe": "attempt 26 with a task curriculum: plain narration until 40% of 3,000 steps, then counted "
+               "narration in its place (`--tasks-later` with `narrate_counted` 0.15, `--tasks-from 0.4`), so the "
+               "transition comes first and the ordinal after it; one thread, beside attempt 29",
+     "examples": "84,000", "minutes": "28.8",
+     "result": "per-panel transition by step 1,000 (88%); held-out greedy: panel question 94.8%, narration in "
+               "order 37%, scene 42.5%; the ambiguous question names a panel 61.5% of the time unsteered. Top "
+               "gaze scores 0.76, 0.75 (L2H5, L2H4), 0.42, 0.38 (L3H5, L3H2), median 0.082; presence p = 0.001, "
+               "effect size 31.0; ambiguous question, gaze / random: K=1 0.53/0.08, 2 0.49/0.72, 3 0.45/0.11, "
+               "4 0.36/0.09, 6 0.29/0.18, 8 0.35/0.01, 12 0.38/0.09, 16 0.49/0.01, 24 0.30/0.09. `gazeheads run "
+               "-k 4`: ambiguous 0.33 / 0.08 (all heads 0.04), VQA 0.32 / 0.12, dynamic narration 0.17 (82% "
+               "junk: steered counted segments repeat the colour, \"yellow yellow yellow\"), Spearman 0.30 +- "
+               "0.46 / random -0.21; boxes 0.29 / 0.22 (1.3x). Counted narration learnt late breaks format "
+               "under steering"},
+    {"recipe": "attempt 26 with `scene_main` 0.2 and `scene_named` 0.05 in place of `scene` 0.25 (attempt 23's "
+               "change: the first word of the box-steering prompt is never trained); 3,300 steps; one thread, "
+               "beside attempt 28",
+     "examples": "92,400", "minutes": "31.3",
+     "result": "per-panel first word 42% at step 1,000, 98% at 1,750; held-out greedy: panel question 81.2%, "
+               "main-object question 41.5%, the untrained scene question names an object 35.5%; the ambiguous "
+               "question names a panel 76% of the time unsteered. Presence p = 0.001, effect size 48.3; "
+               "ambiguous question, gaze / random: K=1 0.62/0.17, 2 0.60/0.18, 3 0.55/0.18, 4 0.58/0.00, 6 "
+               "0.46/0.03, 8 0.42/0.03, 12 0.38/0.00, 16 0.39/0.01, 24 0.28/0.01. `gazeheads run -k 4`: "
+               "**boxes 0.34 [0.26, 0.42] / 0.14 = 2.35x (medium 0.44 / 0.18, small 0.19 / 0.09): the first "
+               "recipe to meet the box target**; ambiguous 0.55 / 0.00 (all heads 0.03), VQA 0.41 / 0.01, "
+               "dynamic narration 0.20 (72% junk), Spearman 0.28 +- 0.49 / random -0.07"},
 ]
 
 

@@ -14,6 +14,10 @@ answer is about.
     narrate        "Narrate this comic strip panel by panel."     -> every caption in order, " . " after each
     narrate_any    "Narrate this comic strip panel by panel."     -> every caption once, in a random order
     narrate_counted "Narrate this comic strip panel by panel."    -> "1st panel <caption> . 2nd panel <caption> . ..."
+    narrate_marked "Narrate this comic strip panel by panel."     -> "panel <caption> . panel <caption> . ...": every
+                                                                     segment starts with the same word, so a
+                                                                     narration's first (unsteered) word says
+                                                                     nothing about the panel it describes
     scene          "What is in this picture?" (a scene)           -> caption of the largest object
     scene_any      "What is in this picture?" (a scene)           -> caption of a random object
     scene_named    "What is in this picture?" (a scene)           -> caption of a random object whose colour
@@ -30,7 +34,7 @@ first word of a caption is replaced by another panel's (object's) colour, fed to
 input and not learned; the model learns to finish the caption of the thing it has named and,
 in narration, to go on from there. Answers thus follow what the model is describing. In a
 counted narration the ordinals keep counting the segments: after a jump to panel j at segment i,
-segment i + 1 describes panel i + 1 again.
+segment i + 1 describes panel i + 1 again; a marked narration goes on from j, as a plain one does.
 """
 
 from __future__ import annotations
@@ -45,10 +49,14 @@ from . import vocab
 
 FOLLOW_PROB = 0.2  # default share of examples whose answer continues from a forced, off-target colour
 TASK_NAMES = ("panel", "narration", "vqa", "narration_any", "vqa_any", "narrate", "narrate_any", "narrate_counted",
-              "scene", "scene_any", "scene_named", "scene_main", "narration_named")
-WORDS_PER_CAPTION = 3  # "<colour> <shape> ." in a narration
-WORDS_PER_COUNTED_CAPTION = 5  # "<ordinal> panel <colour> <shape> ." in a counted narration
-COUNTED_COLOUR_WORD = 2  # index of the colour in a counted segment
+              "narrate_marked", "scene", "scene_any", "scene_named", "scene_main", "narration_named")
+NARRATION_STYLES = {"narrate": "plain", "narrate_any": "plain", "narrate_counted": "counted",
+                    "narrate_marked": "marked"}  # narration task -> the style of its segments
+SEGMENT_WORDS = {"plain": 3, "counted": 5, "marked": 4}  # "[<ordinal>] [panel] <colour> <shape> ."
+COLOUR_WORD = {"plain": 0, "counted": 2, "marked": 1}  # index of the colour in a segment
+WORDS_PER_CAPTION = SEGMENT_WORDS["plain"]
+WORDS_PER_COUNTED_CAPTION = SEGMENT_WORDS["counted"]
+COUNTED_COLOUR_WORD = COLOUR_WORD["counted"]
 
 
 @dataclass
@@ -63,20 +71,22 @@ class Example:
     asked: int | None = None  # per-panel question: index of the panel asked about
 
 
-def narrate_answer(captions: list[str], counted: bool = False) -> str:
+def narrate_answer(captions: list[str], style: str = "plain") -> str:
     """The panel-by-panel narration: every caption in order, each followed by the separator.
 
-    `counted`: each segment starts with its ordinal and the word "panel" ("2nd panel red circle .").
+    `style` "counted": each segment starts with its ordinal and the word "panel" ("2nd panel red
+    circle ."); "marked": with the word "panel" alone ("panel red circle ."); "plain": with neither.
     """
-    if counted:
-        return " ".join(f"{prompts.ordinal(i)} {vocab.PANEL_WORD} {c} {vocab.CAPTION_SEPARATOR}"
-                        for i, c in enumerate(captions, start=1))
-    return " ".join(f"{c} {vocab.CAPTION_SEPARATOR}" for c in captions)
+    def lead(i: int) -> str:
+        return {"plain": "", "marked": f"{vocab.PANEL_WORD} ",
+                "counted": f"{prompts.ordinal(i)} {vocab.PANEL_WORD} "}[style]
+
+    return " ".join(f"{lead(i)}{c} {vocab.CAPTION_SEPARATOR}" for i, c in enumerate(captions, start=1))
 
 
-def segment_words(counted: bool) -> int:
-    """Words (tokens) of one narration segment."""
-    return WORDS_PER_COUNTED_CAPTION if counted else WORDS_PER_CAPTION
+def segment_words(style: str) -> int:
+    """Words (tokens) of one narration segment of `style` ("plain", "counted" or "marked")."""
+    return SEGMENT_WORDS[style]
 
 
 def _follow_single(rng: random.Random, captions: list[str], intended: int, follow_prob: float) -> tuple[str, tuple[int, ...]]:
@@ -87,24 +97,25 @@ def _follow_single(rng: random.Random, captions: list[str], intended: int, follo
     return captions[j], (0,)
 
 
-def _follow_narration(rng: random.Random, captions: list[str], follow_prob: float) -> tuple[str, tuple[int, ...]]:
+def _follow_narration(rng: random.Random, captions: list[str], follow_prob: float,
+                      style: str = "plain") -> tuple[str, tuple[int, ...]]:
     """Narrate in order, or (follow_prob) jump at segment i to a forced panel j and go on from j."""
     if rng.random() >= follow_prob:
-        return narrate_answer(captions), ()
+        return narrate_answer(captions, style), ()
     i = rng.randrange(len(captions))
     j = rng.choice([p for p in range(len(captions)) if p != i])
     order = list(range(i)) + list(range(j, len(captions)))
-    return narrate_answer([captions[p] for p in order]), (WORDS_PER_CAPTION * i,)
+    return narrate_answer([captions[p] for p in order], style), (SEGMENT_WORDS[style] * i + COLOUR_WORD[style],)
 
 
 def _follow_counted(rng: random.Random, captions: list[str], follow_prob: float) -> tuple[str, tuple[int, ...]]:
     """Counted narration, or (follow_prob) segment i describes a forced panel j and counting goes on."""
     if rng.random() >= follow_prob:
-        return narrate_answer(captions, counted=True), ()
+        return narrate_answer(captions, "counted"), ()
     i = rng.randrange(len(captions))
     j = rng.choice([p for p in range(len(captions)) if p != i])
     said = [captions[j] if p == i else c for p, c in enumerate(captions)]
-    return narrate_answer(said, counted=True), (WORDS_PER_COUNTED_CAPTION * i + COUNTED_COLOUR_WORD,)
+    return narrate_answer(said, "counted"), (WORDS_PER_COUNTED_CAPTION * i + COUNTED_COLOUR_WORD,)
 
 
 def _scene(rng: random.Random) -> tuple[Image.Image, list[synth.SceneObject], tuple[tuple[int, int, int, int], ...]]:
@@ -141,7 +152,7 @@ def sample_example(rng: random.Random, task: str, *, follow_prob: float = FOLLOW
         return _any_example(rng, task, n_panels)
     if task.endswith("_named"):  # the `_any` task with its first word given: only the shape is learnt
         return replace(_any_example(rng, task.replace("_named", "_any"), n_panels), task=task, forced=(0,))
-    if task in ("narrate_counted", "scene_main"):
+    if task in ("narrate_counted", "narrate_marked", "scene_main"):
         return _new_example(rng, task, follow_prob, n_panels)
     steered = rng.random() < steer_prob  # drawn for every task of the first recipe: keeps its data stream
     if task == "scene":
@@ -189,9 +200,12 @@ def _any_example(rng: random.Random, task: str, n_panels: int = 6) -> Example:
 
 
 def _new_example(rng: random.Random, task: str, follow_prob: float, n_panels: int = 6) -> Example:
-    """Two tasks added for the emergent recipe: counted narration and the main-object question."""
+    """Tasks added for the emergent recipe: counted and marked narration, the main-object question."""
     if task == "scene_main":
         return _largest_object(rng, *_scene(rng), vocab.SCENE_MAIN_QUESTION, task, follow_prob)
     strip = synth.make_strip(rng, n_panels)
-    answer, forced = _follow_counted(rng, strip.captions, follow_prob)
+    if task == "narrate_marked":
+        answer, forced = _follow_narration(rng, strip.captions, follow_prob, "marked")
+    else:
+        answer, forced = _follow_counted(rng, strip.captions, follow_prob)
     return Example(strip.image, vocab.NARRATE_PROMPT, answer, task, forced, tuple(strip.panel_boxes))

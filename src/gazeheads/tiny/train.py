@@ -36,7 +36,7 @@ from PIL import Image
 from .. import prompts, synth
 from ..files import write_text
 from . import build, vocab
-from .tasks import (COUNTED_COLOUR_WORD, FOLLOW_PROB, TASK_NAMES, Example, draw_task, narrate_answer,
+from .tasks import (COLOUR_WORD, FOLLOW_PROB, NARRATION_STYLES, TASK_NAMES, Example, draw_task, narrate_answer,
                     sample_example, segment_words)
 
 EVAL_STRIP_SEEDS = range(100_000, 100_200)  # held out: integer seeds are never training strips
@@ -209,13 +209,18 @@ def answer(model, processor, images: list[Image.Image], questions: list[str], ma
     return [s.strip() for s in processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)]
 
 
-def counted_narration(tasks: dict[str, float]) -> bool:
-    """Whether task weights narrate with ordinals ("1st panel red circle ."); refuses both styles at once."""
-    if "narrate_counted" in tasks and ("narrate" in tasks or "narrate_any" in tasks):
-        raise SystemExit("--tasks: narrate_counted cannot be mixed with narrate or narrate_any (one narration "
-                         "style per model: its gazeheads.json records one segment length). A curriculum may "
-                         "change style: --tasks-later with --tasks-from.")
-    return "narrate_counted" in tasks
+def narration_style(tasks: dict[str, float]) -> str:
+    """The narration style of task weights (`tasks.NARRATION_STYLES`; "plain" if none narrates).
+
+    Refuses two styles at once: a model records one segment length in its gazeheads.json.
+    """
+    styles = {NARRATION_STYLES[t]: t for t in tasks if t in NARRATION_STYLES}
+    if len(styles) > 1:
+        named = " and ".join(sorted(t for t in tasks if t in NARRATION_STYLES))
+        raise SystemExit(f"--tasks: {named} cannot be mixed (one narration style per model: its gazeheads.json "
+                         "records one segment length). A curriculum may change style: --tasks-later with "
+                         "--tasks-from.")
+    return next(iter(styles), "plain")
 
 
 def final_tasks(tasks: dict[str, float], tasks_later: dict[str, float] | None) -> dict[str, float]:
@@ -224,13 +229,13 @@ def final_tasks(tasks: dict[str, float], tasks_later: dict[str, float] | None) -
 
 
 def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: int = 60,
-             counted: bool = False) -> dict:
+             style: str = "plain") -> dict:
     """Held-out unsteered answers (greedy), each scored against what the question's tasks teach.
 
     panel: the asked panel's caption. narration, vqa: panel 1's caption ("first"), and a caption of
     some panel of the strip ("names a panel"). narrate: every caption in order ("in order"), and
-    every caption exactly once in any order ("each panel once"); `counted` narrations with their
-    ordinals. scene (`prompts.SCENE_QUESTION`) and scene_main (`vocab.SCENE_MAIN_QUESTION`): the
+    every caption exactly once in any order ("each panel once"), in the narration `style` the
+    model was trained on. scene (`prompts.SCENE_QUESTION`) and scene_main (`vocab.SCENE_MAIN_QUESTION`): the
     largest object's caption, and the caption of some object of the scene.
     """
     model.eval()
@@ -258,11 +263,11 @@ def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: 
     in_order, once = [], []
     for i in range(0, len(strips), batch):
         chunk = strips[i : i + batch]
-        n_new = 32 if counted else 24  # six segments and the end token
+        n_new = 6 * segment_words(style) + 6  # six segments, the end token and room to spare
         got = answer(model, processor, [s.image for s in chunk], [vocab.NARRATE_PROMPT] * len(chunk), n_new)
         for s, g in zip(chunk, got):
-            in_order.append(g == narrate_answer(s.captions, counted))
-            said = [" ".join(c.split()[COUNTED_COLOUR_WORD if counted else 0:])
+            in_order.append(g == narrate_answer(s.captions, style))
+            said = [" ".join(c.split()[COLOUR_WORD[style]:])
                     for c in g.split(vocab.CAPTION_SEPARATOR) if c.strip()]
             once.append(sorted(said) == sorted(s.captions))
     right["narrate"] = in_order
@@ -277,14 +282,14 @@ def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: 
     return result
 
 
-def watch_examples(n_strips: int = 20, counted: bool = False) -> dict[str, list[Example]]:
+def watch_examples(n_strips: int = 20, style: str = "plain") -> dict[str, list[Example]]:
     """Held-out examples whose teacher-forced answers show what the model has learnt so far."""
     strips = [synth.make_strip(s) for s in list(EVAL_STRIP_SEEDS)[-n_strips:]]
     out: dict[str, list[Example]] = {"panel": [], "narrate": [], "scene": [], "scene_main": []}
     for st in strips:
         for k in range(1, st.n_panels + 1):
             out["panel"].append(Example(st.image, prompts.discovery_question(k, st.n_panels), st.captions[k - 1], "panel"))
-        out["narrate"].append(Example(st.image, vocab.NARRATE_PROMPT, narrate_answer(st.captions, counted), "narrate"))
+        out["narrate"].append(Example(st.image, vocab.NARRATE_PROMPT, narrate_answer(st.captions, style), "narrate"))
     for seed in list(EVAL_SCENE_SEEDS)[-n_strips:]:
         img, objects = synth.make_scene(seed)
         largest = synth.scene_answer(objects)
@@ -381,7 +386,7 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
     if "tasks_from" in given and not 0 < given["tasks_from"] < 1:
         raise SystemExit(f"--tasks-from {given['tasks_from']}: give a share of the steps between 0 and 1.")
     for weights in (given.get("tasks", {}), given.get("tasks_later", {})):
-        counted_narration(weights)  # one narration style a phase
+        narration_style(weights)  # one narration style a phase
     if "sizes" in given:
         given["sizes"] = {**recipe.sizes, **json.loads(given["sizes"])}
     if "panels" in given:
@@ -412,7 +417,7 @@ def train(args: argparse.Namespace) -> dict:
     from transformers import Qwen3VLForConditionalGeneration
 
     recipe = resolve_recipe(args)
-    counted = counted_narration(final_tasks(recipe.tasks, recipe.tasks_later))
+    style = narration_style(final_tasks(recipe.tasks, recipe.tasks_later))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = synth.training_rng(args.seed)
@@ -439,7 +444,7 @@ def train(args: argparse.Namespace) -> dict:
         betas=(0.9, 0.98),
     )
     heads = HeadObjectives(model, encoder, recipe, args.seed) if recipe.steer_prob > 0 else None
-    watch = watch_examples(counted=counted) if args.watch_every else None
+    watch = watch_examples(style=style) if args.watch_every else None
     start = time.time()
     log_every = max(1, recipe.steps // 50)
     smooth = None
@@ -482,7 +487,7 @@ def train(args: argparse.Namespace) -> dict:
     print(f"trained {steps_done} steps in {minutes:.1f} min", flush=True)
 
     model.eval()
-    metrics = evaluate(model, processor, args.eval_strips, args.eval_scenes, counted=counted) if args.eval_strips else {}
+    metrics = evaluate(model, processor, args.eval_strips, args.eval_scenes, style=style) if args.eval_strips else {}
     print(json.dumps(metrics, indent=1), flush=True)
     info = {
         "recipe": args.recipe,
@@ -589,7 +594,7 @@ def save(model, processor, out: Path, info: dict, metrics: dict) -> None:
         "narrate_prompt": vocab.NARRATE_PROMPT,
         "caption_separator": vocab.CAPTION_SEPARATOR,
         "answer_tokens": ANSWER_TOKENS,
-        "segment_tokens": segment_words(counted_narration(final_tasks(info["tasks"], info.get("tasks_later")))),
+        "segment_tokens": segment_words(narration_style(final_tasks(info["tasks"], info.get("tasks_later")))),
         "control_percentile": CONTROL_PERCENTILE,
         "synthetic": True,
     }
