@@ -185,12 +185,14 @@ def test_the_task_curriculum_switches_weights_and_the_model_keeps_its_final_narr
                           tasks_later={"panel": 0.5, "narrate_counted": 0.5}, tasks_from=0.4)
     assert [train.step_tasks(recipe, s) for s in (0, 3)] == [recipe.tasks] * 2
     assert [train.step_tasks(recipe, s) for s in (4, 9)] == [recipe.tasks_later] * 2
+    assert train.switch_step(train.Recipe(tasks={"panel": 1.0}, steps=10)) is None  # no curriculum
     meta = _run(tmp_path / "switch", "--tasks", '{"panel": 0.5, "narrate": 0.5}',
                 "--tasks-later", '{"panel": 0.5, "narrate_counted": 0.5}', "--tasks-from", "0.5")
     assert meta["layout"]["segment_tokens"] == tasks.WORDS_PER_COUNTED_CAPTION  # the style it ends with
     assert meta["training"]["tasks_later"] == {"panel": 0.5, "narrate_counted": 0.5}
     card = (tmp_path / "switch" / "MODEL_CARD.md").read_text()
-    assert "| narrate_counted |" in card and "weight from step" in card
+    assert meta["training"]["tasks_switch_step"] == 2  # ceil(0.5 * 3): steps 2 on use the later weights
+    assert "| narrate_counted |" in card and "weight from step 2 |" in card
     for extra, match in ((["--tasks-later", '{"panel": 1}'], "go together"),
                          (["--tasks-later", "{panel", "--tasks-from", "0.5"], "not JSON"),
                          (["--tasks-later", '{"panel": 1}', "--tasks-from", "1.5"], "between 0 and 1")):

@@ -8,8 +8,6 @@ the recipe, the unsteered held-out accuracies and the log of every recipe tried 
 
 from __future__ import annotations
 
-import math
-
 from .. import synth
 from . import vocab
 
@@ -318,7 +316,7 @@ def emergent_card(info: dict, metrics: dict) -> str:
         weights = [tasks.get(t, 0), later.get(t, 0)] if later else [tasks[t]]
         task_lines.append(f"| {t} | {TASK_ROWS[t][0]} | {TASK_ROWS[t][1]} | {' | '.join(map(str, weights))} |")
     task_header = (["| task | prompt | answer | weight | weight from step "
-                    f"{math.ceil(info['tasks_from'] * info['planned_steps']):,} |", "| --- | --- | --- | --- | --- |"]
+                    f"{info['tasks_switch_step']:,} |", "| --- | --- | --- | --- | --- |"]
                    if later else ["| task | prompt | answer | weight |", "| --- | --- | --- | --- |"])
     held = metrics.get("held_out", {})
     lines = [

@@ -223,11 +223,6 @@ def narration_style(tasks: dict[str, float]) -> str:
     return next(iter(styles), "plain")
 
 
-def final_tasks(tasks: dict[str, float], tasks_later: dict[str, float] | None) -> dict[str, float]:
-    """The task weights a model ends its training with (its curriculum's later weights, if any)."""
-    return tasks_later or tasks
-
-
 def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: int = 60,
              style: str = "plain") -> dict:
     """Held-out unsteered answers (greedy), each scored against what the question's tasks teach.
@@ -406,9 +401,15 @@ def strip_panels(rng: random.Random, recipe: Recipe, step: int) -> int:
     return rng.choice(recipe.panels) if step < recipe.panels_until * recipe.steps else 6
 
 
+def switch_step(recipe: Recipe) -> int | None:
+    """The first step of the curriculum's later task weights (None: no curriculum)."""
+    return math.ceil(recipe.tasks_from * recipe.steps) if recipe.tasks_later else None
+
+
 def step_tasks(recipe: Recipe, step: int) -> dict[str, float]:
-    """The task weights of training step `step` (the curriculum's later weights from `tasks_from` on)."""
-    if recipe.tasks_later and step >= recipe.tasks_from * recipe.steps:
+    """The task weights of training step `step` (the curriculum's later weights from `switch_step` on)."""
+    first_later = switch_step(recipe)
+    if first_later is not None and step >= first_later:
         return recipe.tasks_later
     return recipe.tasks
 
@@ -417,7 +418,7 @@ def train(args: argparse.Namespace) -> dict:
     from transformers import Qwen3VLForConditionalGeneration
 
     recipe = resolve_recipe(args)
-    style = narration_style(final_tasks(recipe.tasks, recipe.tasks_later))
+    style = narration_style(recipe.tasks_later or recipe.tasks)  # the style the model ends with
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = synth.training_rng(args.seed)
@@ -506,6 +507,8 @@ def train(args: argparse.Namespace) -> dict:
         "tasks": recipe.tasks,
         "tasks_later": recipe.tasks_later,
         "tasks_from": recipe.tasks_from,
+        "tasks_switch_step": switch_step(recipe),
+        "narration_style": style,
         "follow_prob": recipe.follow_prob,
         "panels": list(recipe.panels),
         "panels_until": recipe.panels_until,
@@ -594,7 +597,7 @@ def save(model, processor, out: Path, info: dict, metrics: dict) -> None:
         "narrate_prompt": vocab.NARRATE_PROMPT,
         "caption_separator": vocab.CAPTION_SEPARATOR,
         "answer_tokens": ANSWER_TOKENS,
-        "segment_tokens": segment_words(narration_style(final_tasks(info["tasks"], info.get("tasks_later")))),
+        "segment_tokens": segment_words(info["narration_style"]),
         "control_percentile": CONTROL_PERCENTILE,
         "synthetic": True,
     }
