@@ -270,6 +270,19 @@ ATTEMPTS: list[dict] = [
                "**boxes 0.34 [0.26, 0.42] / 0.14 = 2.35x (medium 0.44 / 0.18, small 0.19 / 0.09): the first "
                "recipe to meet the box target**; ambiguous 0.55 / 0.00 (all heads 0.03), VQA 0.41 / 0.01, "
                "dynamic narration 0.20 (72% junk), Spearman 0.28 +- 0.49 / random -0.07"},
+    {"recipe": "attempt 26 with marked narration (`narrate_marked` 0.15 in place of `narrate`: \"panel red "
+               "circle . panel ...\", so that the first, unsteered word of a narration names no panel); one "
+               "thread, beside attempts 31 and 32",
+     "examples": "72,100", "minutes": "46.1 (stopped)",
+     "result": "stopped at step 2,574 to make room: a slow, partial per-panel transition (teacher-forced first "
+               "word 12-15% to step 1,250, 25% at 1,750, 31.7% at 2,500, where attempt 26 had 96% at 1,500): "
+               "marked narration from the first step delays the transition, as counted narration does; not "
+               "steered"},
+    {"recipe": "attempt 29 with marked narration in place of plain and `narration_named` 0.15, panel 0.45; one "
+               "thread, beside attempt 30",
+     "examples": "about 41,000", "minutes": "26 (stopped)",
+     "result": "stopped at about step 1,460 to make room: no per-panel transition (first word 12-13% at steps "
+               "250-1,250); not steered"},
 ]
 
 
