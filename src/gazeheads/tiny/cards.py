@@ -296,6 +296,21 @@ ATTEMPTS: list[dict] = [
                "dynamic 0.11 (83% junk), Spearman 0.16 / random -0.25; boxes 0.20 / 0.22; top-K gaze / random "
                "K=1 0.24/0.09, 2 0.27/0.13, 4 0.14/0.12, 8 0.14/0.09, 16 0.03/0.03, 24 0.06/0.03. A narration "
                "style changed late makes steered answers degenerate, as in attempt 28"},
+    {"recipe": "attempt 26 with a curriculum: plain narration until 45% of 3,300 steps, then marked narration "
+               "in its place (`--tasks-later` with `narrate_marked` 0.15, `--tasks-from 0.45`); one thread, "
+               "beside attempt 32 and a test run",
+     "examples": "92,400", "minutes": "51.2",
+     "result": "the transition of attempt 26 (first word 77.5% at step 1,000); held-out greedy: panel question "
+               "97.2%, marked narration in order 78.5%, scene 61%; the ambiguous question names a panel 93.5% "
+               "of the time unsteered (never panel 1). Top gaze scores 0.86, 0.86 (L2H2, L2H3), 0.49 (L5H1), "
+               "0.48 (L2H0); presence p = 0.001, effect size 30.9; ambiguous question, gaze / random: K=1 "
+               "0.25/0.17, 2 0.52/0.17, 3 0.62/0.17, 4 0.63/0.17, 6 0.66/0.19, 8 0.63/0.18, 12 0.68/0.14, 16 "
+               "0.73/0.09, 24 0.71/0.09. `gazeheads run -k 4`: ambiguous 0.62 [0.56, 0.68] / 0.16 (all heads "
+               "0.28, 72% junk), VQA 0.47 / 0.12; dynamic narration 0.57 [0.48, 0.66], Spearman 0.66 +- 0.37 "
+               "/ random -0.20 (all heads 0.40); the first segment is now steered like the others (hits by "
+               "segment 0.53, 0.53, 0.67, 0.57, 0.50, 0.63), the misses are junk (28%: \"green green green "
+               "cross\") and other panels; boxes 0.41 [0.33, 0.50] / 0.23 (1.8x; small 0.31 / 0.05, medium "
+               "0.49 / 0.35)"},
 ]
 
 
