@@ -106,7 +106,7 @@ def test_follow_examples_feed_another_colour_and_finish_its_caption(monkeypatch)
     ex = tasks.sample_example(rng, "narrate", follow_prob=1.0)
     (jump,) = ex.forced  # the forced colour starts the segment where the narration jumps
     said, captions = _said(ex.answer), drawn[-1]
-    i, j = jump // tasks.WORDS_PER_CAPTION, captions.index(_said(ex.answer)[jump // tasks.WORDS_PER_CAPTION])
+    i, j = jump // 3, captions.index(_said(ex.answer)[jump // 3])
     assert said == captions[:i] + captions[j:] and j != i
 
 
@@ -117,11 +117,11 @@ def test_counted_narration_jumps_to_a_forced_colour_and_keeps_counting(monkeypat
         ex = tasks.sample_example(rng, "narrate_counted", follow_prob=1.0)
         captions, said, words = drawn[-1], _said(ex.answer), ex.answer.split()
         (forced,) = ex.forced
-        i = forced // tasks.WORDS_PER_COUNTED_CAPTION
+        i = forced // 5
         assert words[forced] == said[i].split()[0]  # the forced word is the colour of segment i
         assert said[i] in captions and said[i] != captions[i]  # another panel's caption
         assert said[:i] + said[i + 1:] == captions[:i] + captions[i + 1:]  # the other segments stay in order
-        assert words[::tasks.WORDS_PER_COUNTED_CAPTION] == [prompts.ordinal(k) for k in range(1, 7)]
+        assert words[::5] == [prompts.ordinal(k) for k in range(1, 7)]
 
 
 def test_marked_narration_jumps_to_a_forced_colour_after_the_panel_word_and_goes_on_from_there(monkeypatch):
@@ -170,8 +170,8 @@ def test_the_main_object_question_teaches_scenes_without_the_box_steering_prompt
 
 def test_a_narration_style_model_records_its_segment_length(tmp_path):
     meta = _run(tmp_path / "counted", "--tasks", '{"panel": 0.5, "narrate_counted": 0.5}')
-    assert meta["layout"]["segment_tokens"] == tasks.WORDS_PER_COUNTED_CAPTION
-    assert _run(tmp_path / "plain")["layout"]["segment_tokens"] == tasks.WORDS_PER_CAPTION
+    assert meta["layout"]["segment_tokens"] == 5
+    assert _run(tmp_path / "plain")["layout"]["segment_tokens"] == 3
     marked = _run(tmp_path / "marked", "--tasks", '{"panel": 0.5, "narrate_marked": 0.5}')
     assert marked["layout"]["segment_tokens"] == 4  # "panel <colour> <shape> ."
     with pytest.raises(SystemExit, match="narrate and narrate_counted cannot be mixed"):
@@ -188,7 +188,7 @@ def test_the_task_curriculum_switches_weights_and_the_model_keeps_its_final_narr
     assert train.switch_step(train.Recipe(tasks={"panel": 1.0}, steps=10)) is None  # no curriculum
     meta = _run(tmp_path / "switch", "--tasks", '{"panel": 0.5, "narrate": 0.5}',
                 "--tasks-later", '{"panel": 0.5, "narrate_counted": 0.5}', "--tasks-from", "0.5")
-    assert meta["layout"]["segment_tokens"] == tasks.WORDS_PER_COUNTED_CAPTION  # the style it ends with
+    assert meta["layout"]["segment_tokens"] == 5  # the style it ends with
     assert meta["training"]["tasks_later"] == {"panel": 0.5, "narrate_counted": 0.5}
     card = (tmp_path / "switch" / "MODEL_CARD.md").read_text()
     assert meta["training"]["tasks_switch_step"] == 2  # ceil(0.5 * 3): steps 2 on use the later weights

@@ -18,7 +18,7 @@ import torch
 
 from .. import prompts, synth
 from . import vocab
-from .tasks import WORDS_PER_CAPTION, Example
+from .tasks import SEGMENT_WORDS, Example
 
 TRAINING_ONLY = ("labels", "steer_signs", "gaze_anchor")  # batch entries that are not model inputs
 
@@ -46,7 +46,7 @@ def add_steering_entries(encoder, examples: list[Example], batch: dict, anchors:
             per_region = {t: torch.tensor(encoder.region_signs(grid, ex.regions[t])) for t in set(ex.steer)}
             for r in range(prompt_len + answer_len):
                 j = max(0, r + 1 - prompt_len)  # row r predicts token r + 1
-                target = ex.steer[min(j // WORDS_PER_CAPTION, len(ex.steer) - 1)]
+                target = ex.steer[min(j // SEGMENT_WORDS["plain"], len(ex.steer) - 1)]
                 signs[row, r, first_img : first_img + n_img] = per_region[target]
         if anchors and ex.asked is not None:
             owned = encoder.region_signs(grid, ex.regions[ex.asked])

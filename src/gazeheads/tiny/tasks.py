@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from PIL import Image
 
@@ -50,13 +51,12 @@ from . import vocab
 FOLLOW_PROB = 0.2  # default share of examples whose answer continues from a forced, off-target colour
 TASK_NAMES = ("panel", "narration", "vqa", "narration_any", "vqa_any", "narrate", "narrate_any", "narrate_counted",
               "narrate_marked", "scene", "scene_any", "scene_named", "scene_main", "narration_named")
-NARRATION_STYLES = {"narrate": "plain", "narrate_any": "plain", "narrate_counted": "counted",
-                    "narrate_marked": "marked"}  # narration task -> the style of its segments
-SEGMENT_WORDS = {"plain": 3, "counted": 5, "marked": 4}  # "[<ordinal>] [panel] <colour> <shape> ."
-COLOUR_WORD = {"plain": 0, "counted": 2, "marked": 1}  # index of the colour in a segment
-WORDS_PER_CAPTION = SEGMENT_WORDS["plain"]
-WORDS_PER_COUNTED_CAPTION = SEGMENT_WORDS["counted"]
-COUNTED_COLOUR_WORD = COLOUR_WORD["counted"]
+NarrationStyle = Literal["plain", "counted", "marked"]
+NARRATION_STYLES: dict[str, NarrationStyle] = {  # narration task -> the style of its segments
+    "narrate": "plain", "narrate_any": "plain", "narrate_counted": "counted", "narrate_marked": "marked"}
+# a segment is "[<ordinal>] [panel] <colour> <shape> .": its length and the index of its colour
+SEGMENT_WORDS: dict[NarrationStyle, int] = {"plain": 3, "counted": 5, "marked": 4}
+COLOUR_WORD: dict[NarrationStyle, int] = {"plain": 0, "counted": 2, "marked": 1}
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Example:
     asked: int | None = None  # per-panel question: index of the panel asked about
 
 
-def narrate_answer(captions: list[str], style: str = "plain") -> str:
+def narrate_answer(captions: list[str], style: NarrationStyle = "plain") -> str:
     """The panel-by-panel narration: every caption in order, each followed by the separator.
 
     `style` "counted": each segment starts with its ordinal and the word "panel" ("2nd panel red
@@ -84,7 +84,7 @@ def narrate_answer(captions: list[str], style: str = "plain") -> str:
     return " ".join(f"{lead(i)}{c} {vocab.CAPTION_SEPARATOR}" for i, c in enumerate(captions, start=1))
 
 
-def segment_words(style: str) -> int:
+def segment_words(style: NarrationStyle) -> int:
     """Words (tokens) of one narration segment of `style` ("plain", "counted" or "marked")."""
     return SEGMENT_WORDS[style]
 
@@ -98,7 +98,7 @@ def _follow_single(rng: random.Random, captions: list[str], intended: int, follo
 
 
 def _follow_narration(rng: random.Random, captions: list[str], follow_prob: float,
-                      style: str = "plain") -> tuple[str, tuple[int, ...]]:
+                      style: NarrationStyle = "plain") -> tuple[str, tuple[int, ...]]:
     """Narrate in order, or (follow_prob) jump at segment i to a forced panel j and go on from j."""
     if rng.random() >= follow_prob:
         return narrate_answer(captions, style), ()
@@ -115,7 +115,7 @@ def _follow_counted(rng: random.Random, captions: list[str], follow_prob: float)
     i = rng.randrange(len(captions))
     j = rng.choice([p for p in range(len(captions)) if p != i])
     said = [captions[j] if p == i else c for p, c in enumerate(captions)]
-    return narrate_answer(said, "counted"), (WORDS_PER_COUNTED_CAPTION * i + COUNTED_COLOUR_WORD,)
+    return narrate_answer(said, "counted"), (SEGMENT_WORDS["counted"] * i + COLOUR_WORD["counted"],)
 
 
 def _scene(rng: random.Random) -> tuple[Image.Image, list[synth.SceneObject], tuple[tuple[int, int, int, int], ...]]:

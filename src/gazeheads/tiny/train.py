@@ -36,8 +36,8 @@ from PIL import Image
 from .. import prompts, synth
 from ..files import write_text
 from . import build, vocab
-from .tasks import (COLOUR_WORD, FOLLOW_PROB, NARRATION_STYLES, TASK_NAMES, Example, draw_task, narrate_answer,
-                    sample_example, segment_words)
+from .tasks import (COLOUR_WORD, FOLLOW_PROB, NARRATION_STYLES, TASK_NAMES, Example, NarrationStyle, draw_task,
+                    narrate_answer, sample_example, segment_words)
 
 EVAL_STRIP_SEEDS = range(100_000, 100_200)  # held out: integer seeds are never training strips
 EVAL_SCENE_SEEDS = range(200_000, 200_200)
@@ -209,7 +209,7 @@ def answer(model, processor, images: list[Image.Image], questions: list[str], ma
     return [s.strip() for s in processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)]
 
 
-def narration_style(tasks: dict[str, float]) -> str:
+def narration_style(tasks: dict[str, float]) -> NarrationStyle:
     """The narration style of task weights (`tasks.NARRATION_STYLES`; "plain" if none narrates).
 
     Refuses two styles at once: a model records one segment length in its gazeheads.json.
@@ -224,14 +224,15 @@ def narration_style(tasks: dict[str, float]) -> str:
 
 
 def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: int = 60,
-             style: str = "plain") -> dict:
+             style: NarrationStyle = "plain") -> dict:
     """Held-out unsteered answers (greedy), each scored against what the question's tasks teach.
 
     panel: the asked panel's caption. narration, vqa: panel 1's caption ("first"), and a caption of
     some panel of the strip ("names a panel"). narrate: every caption in order ("in order"), and
     every caption exactly once in any order ("each panel once"), in the narration `style` the
-    model was trained on. scene (`prompts.SCENE_QUESTION`) and scene_main (`vocab.SCENE_MAIN_QUESTION`): the
-    largest object's caption, and the caption of some object of the scene.
+    model was trained on. scene (`prompts.SCENE_QUESTION`) and scene_main
+    (`vocab.SCENE_MAIN_QUESTION`): the largest object's caption, and the caption of some object of
+    the scene.
     """
     model.eval()
     strips = [synth.make_strip(s) for s in list(EVAL_STRIP_SEEDS)[:n_strips]]
@@ -277,7 +278,7 @@ def evaluate(model, processor, n_strips: int = 200, n_scenes: int = 200, batch: 
     return result
 
 
-def watch_examples(n_strips: int = 20, style: str = "plain") -> dict[str, list[Example]]:
+def watch_examples(n_strips: int = 20, style: NarrationStyle = "plain") -> dict[str, list[Example]]:
     """Held-out examples whose teacher-forced answers show what the model has learnt so far."""
     strips = [synth.make_strip(s) for s in list(EVAL_STRIP_SEEDS)[-n_strips:]]
     out: dict[str, list[Example]] = {"panel": [], "narrate": [], "scene": [], "scene_main": []}
