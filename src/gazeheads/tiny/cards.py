@@ -311,6 +311,12 @@ ATTEMPTS: list[dict] = [
                "segment 0.53, 0.53, 0.67, 0.57, 0.50, 0.63), the misses are junk (28%: \"green green green "
                "cross\") and other panels; boxes 0.41 [0.33, 0.50] / 0.23 (1.8x; small 0.31 / 0.05, medium "
                "0.49 / 0.35)"},
+    {"recipe": "attempt 33 with seed 1, alone on 2 threads (a second seed, and the time alone)",
+     "examples": "28,000", "minutes": "30.2 (stopped)",
+     "result": "stopped at step 1,000 at the end of a session (a test run beside it from step 150 on): the "
+               "per-panel transition under way, later than seed 0's (teacher-forced first word 14% at step "
+               "500, 23% at 750, 44% at 1,000, where attempt 33 had 77.5% at 1,000); alone, a step took 0.73 s "
+               "(3,300 steps: about 40 min on this machine); not steered"},
 ]
 
 
