@@ -178,6 +178,8 @@ def test_a_narration_style_model_records_its_segment_length(tmp_path):
         _run(tmp_path / "both", "--tasks", '{"narrate": 0.5, "narrate_counted": 0.5}')
     with pytest.raises(SystemExit, match="narrate_counted and narrate_marked cannot be mixed"):
         _run(tmp_path / "both", "--tasks", '{"narrate_marked": 0.5, "narrate_counted": 0.5}')
+    with pytest.raises(SystemExit, match="--tasks-later: narrate and narrate_marked cannot be mixed"):
+        _run(tmp_path / "both", "--tasks-later", '{"narrate": 0.5, "narrate_marked": 0.5}', "--tasks-from", "0.5")
 
 
 def test_the_task_curriculum_switches_weights_and_the_model_keeps_its_final_narration_style(tmp_path):

@@ -99,23 +99,20 @@ def _follow_single(rng: random.Random, captions: list[str], intended: int, follo
 
 def _follow_narration(rng: random.Random, captions: list[str], follow_prob: float,
                       style: NarrationStyle = "plain") -> tuple[str, tuple[int, ...]]:
-    """Narrate in order, or (follow_prob) jump at segment i to a forced panel j and go on from j."""
+    """Narrate in order, or (follow_prob) jump at segment i to a forced panel j.
+
+    A plain or marked narration goes on from j; a counted one describes j at segment i only and
+    keeps counting (segment i + 1 describes panel i + 1).
+    """
     if rng.random() >= follow_prob:
         return narrate_answer(captions, style), ()
     i = rng.randrange(len(captions))
     j = rng.choice([p for p in range(len(captions)) if p != i])
-    order = list(range(i)) + list(range(j, len(captions)))
-    return narrate_answer([captions[p] for p in order], style), (SEGMENT_WORDS[style] * i + COLOUR_WORD[style],)
-
-
-def _follow_counted(rng: random.Random, captions: list[str], follow_prob: float) -> tuple[str, tuple[int, ...]]:
-    """Counted narration, or (follow_prob) segment i describes a forced panel j and counting goes on."""
-    if rng.random() >= follow_prob:
-        return narrate_answer(captions, "counted"), ()
-    i = rng.randrange(len(captions))
-    j = rng.choice([p for p in range(len(captions)) if p != i])
-    said = [captions[j] if p == i else c for p, c in enumerate(captions)]
-    return narrate_answer(said, "counted"), (SEGMENT_WORDS["counted"] * i + COLOUR_WORD["counted"],)
+    if style == "counted":
+        said = [captions[j] if p == i else c for p, c in enumerate(captions)]
+    else:
+        said = [captions[p] for p in list(range(i)) + list(range(j, len(captions)))]
+    return narrate_answer(said, style), (SEGMENT_WORDS[style] * i + COLOUR_WORD[style],)
 
 
 def _scene(rng: random.Random) -> tuple[Image.Image, list[synth.SceneObject], tuple[tuple[int, int, int, int], ...]]:
@@ -204,8 +201,5 @@ def _new_example(rng: random.Random, task: str, follow_prob: float, n_panels: in
     if task == "scene_main":
         return _largest_object(rng, *_scene(rng), vocab.SCENE_MAIN_QUESTION, task, follow_prob)
     strip = synth.make_strip(rng, n_panels)
-    if task == "narrate_marked":
-        answer, forced = _follow_narration(rng, strip.captions, follow_prob, "marked")
-    else:
-        answer, forced = _follow_counted(rng, strip.captions, follow_prob)
+    answer, forced = _follow_narration(rng, strip.captions, follow_prob, NARRATION_STYLES[task])
     return Example(strip.image, vocab.NARRATE_PROMPT, answer, task, forced, tuple(strip.panel_boxes))

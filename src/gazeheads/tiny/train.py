@@ -209,15 +209,15 @@ def answer(model, processor, images: list[Image.Image], questions: list[str], ma
     return [s.strip() for s in processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)]
 
 
-def narration_style(tasks: dict[str, float]) -> NarrationStyle:
+def narration_style(tasks: dict[str, float], flag: str = "--tasks") -> NarrationStyle:
     """The narration style of task weights (`tasks.NARRATION_STYLES`; "plain" if none narrates).
 
-    Refuses two styles at once: a model records one segment length in its gazeheads.json.
+    Refuses two styles at once (naming `flag`): a model records one segment length in its gazeheads.json.
     """
-    styles = {NARRATION_STYLES[t]: t for t in tasks if t in NARRATION_STYLES}
+    styles = {NARRATION_STYLES[t] for t in tasks if t in NARRATION_STYLES}
     if len(styles) > 1:
         named = " and ".join(sorted(t for t in tasks if t in NARRATION_STYLES))
-        raise SystemExit(f"--tasks: {named} cannot be mixed (one narration style per model: its gazeheads.json "
+        raise SystemExit(f"{flag}: {named} cannot be mixed (one narration style per model: its gazeheads.json "
                          "records one segment length). A curriculum may change style: --tasks-later with "
                          "--tasks-from.")
     return next(iter(styles), "plain")
@@ -381,8 +381,8 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
                          "the steps after which they apply (e.g. --tasks-from 0.4).")
     if "tasks_from" in given and not 0 < given["tasks_from"] < 1:
         raise SystemExit(f"--tasks-from {given['tasks_from']}: give a share of the steps between 0 and 1.")
-    for weights in (given.get("tasks", {}), given.get("tasks_later", {})):
-        narration_style(weights)  # one narration style a phase
+    for name in ("tasks", "tasks_later"):
+        narration_style(given.get(name, {}), f"--{name.replace('_', '-')}")  # one narration style a phase
     if "sizes" in given:
         given["sizes"] = {**recipe.sizes, **json.loads(given["sizes"])}
     if "panels" in given:
